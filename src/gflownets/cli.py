@@ -1,0 +1,210 @@
+"""The `gflownets` command: train, sample and evaluate. `train` has one sub-command per
+environment, whose options are generated from the environment's config dataclass, so a new
+environment gets its CLI by being registered in `gflownets.envs.ENVIRONMENTS`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from gflownets.envs import ENVIRONMENTS
+from gflownets.errors import CheckpointError, ConfigError, GFlowNetError
+from gflownets.objectives import OBJECTIVES
+from gflownets.training import RunConfig, Trainer, load_checkpoint_file
+from gflownets.training.io import write_objects_csv
+
+CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"],
+           "backward_policy": ["learned", "uniform"]}
+#: RunConfig fields that are not options of `train` (set from the command's structure)
+NOT_OPTIONS = {"env", "env_args"}
+
+
+def _option_for(field: dataclasses.Field, prefix: str = "") -> click.Option:
+    """A click option for a dataclass field, defaulting to None so that only values given on
+    the command line override the config file or preset."""
+    name = field.name.replace("_", "-")
+    help_text = field.metadata.get("help", "")
+    default = field.default if field.default is not dataclasses.MISSING else None
+    if default is not None:
+        help_text += f"  [default: {default}]"
+    if isinstance(field.default, bool):
+        return click.Option([f"--{name}/--no-{name}", field.name], default=None, help=help_text)
+    kind: Any = {int: int, float: float}.get(type(default), str)
+    if field.name in CHOICES:
+        kind = click.Choice(CHOICES[field.name])
+    return click.Option([f"--{name}", field.name], type=kind, default=None, help=help_text)
+
+
+def _explicit(ctx: click.Context, names: list[str]) -> dict[str, Any]:
+    return {name: ctx.params[name] for name in names
+            if ctx.params.get(name) is not None
+            and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+
+
+def _make_train_command(env_name: str) -> click.Command:
+    env_cls = ENVIRONMENTS[env_name]
+    run_fields = [f for f in dataclasses.fields(RunConfig) if f.name not in NOT_OPTIONS]
+    env_fields = list(dataclasses.fields(env_cls.Config))
+    clash = {f.name for f in run_fields} & {f.name for f in env_fields}
+    assert not clash, f"{env_name} options clash with training options: {clash}"
+    params = [_option_for(f) for f in env_fields] + [_option_for(f) for f in run_fields]
+    params += [
+        click.Option(["--out", "out"], type=click.Path(file_okay=False), required=True,
+                     help="run folder: config.yaml, metrics.jsonl, summary.json, checkpoint.pt, plots/"),
+        click.Option(["--config", "config_file"], type=click.Path(dir_okay=False),
+                     help="YAML file of options (command-line options override it)"),
+        click.Option(["--resume"], is_flag=True, help="continue the run in --out from its checkpoint"),
+        click.Option(["--quiet"], is_flag=True, help="no progress bar and no summary on stdout"),
+    ]
+
+    @click.pass_context
+    def command(ctx: click.Context, out: str, config_file: str | None, resume: bool, quiet: bool,
+                **_: Any) -> None:
+        out_dir = Path(out)
+        if resume and config_file:
+            raise ConfigError("--resume continues the run's own config.yaml; do not pass --config too")
+        if resume:
+            if not (out_dir / "checkpoint.pt").is_file():
+                raise CheckpointError(f"--resume: no checkpoint.pt in {out_dir}")
+            config = RunConfig.from_dict(load_checkpoint_file(out_dir / "checkpoint.pt")["config"],
+                                         where="checkpoint config")
+            if config.env != env_name:
+                raise CheckpointError(f"{out_dir} holds a {config.env} run, not {env_name}")
+        elif config_file:
+            config = RunConfig.load(config_file)
+            if config.env != env_name and "env" in _yaml_keys(config_file):
+                raise ConfigError(f"config file {config_file} is for env {config.env!r}, "
+                                  f"but the command trains {env_name!r}")
+            config.env = env_name
+        else:
+            config = RunConfig(env=env_name)
+        for key, value in _explicit(ctx, [f.name for f in run_fields]).items():
+            setattr(config, key, value)
+        config.env_args = {**config.env_args, **_explicit(ctx, [f.name for f in env_fields])}
+        config.coerce_types()
+        trainer = Trainer(config, out_dir, progress=not quiet, resume=resume)
+        summary = trainer.run()
+        if not quiet:
+            summary.pop("env_args", None)
+            click.echo(json.dumps(summary, indent=2))
+
+    return click.Command(env_name, params=params, callback=command,
+                         help=(env_cls.__doc__ or "").strip().splitlines()[0] if env_cls.__doc__ else None,
+                         short_help=f"train on {env_name}")
+
+
+def _yaml_keys(path: str) -> set[str]:
+    import yaml
+    return set(yaml.safe_load(Path(path).read_text()) or {})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gflownets")
+def cli() -> None:
+    """Train Generative Flow Networks, sample from them and measure them against the target."""
+
+
+@cli.group()
+def train() -> None:
+    """Train a GFlowNet on an environment (see each environment's --help)."""
+
+
+for _name in ENVIRONMENTS:
+    train.add_command(_make_train_command(_name))
+
+
+def load_run(run_dir: str | Path) -> Trainer:
+    """A finished or interrupted run, restored from its checkpoint for sampling or evaluation."""
+    state = load_checkpoint_file(Path(run_dir) / "checkpoint.pt")
+    config = RunConfig.from_dict(state["config"], where="checkpoint config")
+    config.offline = None  # the data file is not needed to use the model
+    return Trainer(config, run_dir, progress=False, resume=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("-n", "n", type=click.IntRange(min=1), default=1000, show_default=True, help="objects to draw")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="CSV file to write")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--exploration", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="mix the policy with uniform actions (to make exploratory data sets)")
+def sample(run_dir: str, n: int, out: str, seed: int, exploration: float) -> None:
+    """Draw N finished objects from a trained run; one per row with its log_reward."""
+    trainer = load_run(run_dir)
+    generator = torch.Generator().manual_seed(seed)
+    from gflownets.sampling import sample_forward
+    objects = torch.cat([sample_forward(trainer.env, trainer.policy, min(16384, n - i), generator,
+                                        gamma=exploration).terminal_states
+                         for i in range(0, n, 16384)])
+    write_objects_csv(out, trainer.env, objects, trainer.env.log_reward(objects))
+    click.echo(f"wrote {n} objects to {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--samples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="also measure the metrics on this many samples")
+def evaluate(run_dir: str, samples: int) -> None:
+    """Recompute a run's metrics from its checkpoint and print them as JSON."""
+    trainer = load_run(run_dir)
+    result = {"env": trainer.env.name, "objective": trainer.config.objective,
+              "iterations": trainer.step, **trainer.evaluate(samples)}
+    click.echo(json.dumps(result, indent=2))
+
+
+REPORT_COLUMNS = ("env", "objective", "iterations", "seconds", "l1", "l1_samples", "jsd", "log_z",
+                  "log_z_true", "modes_found", "n_modes")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+def report(run_dirs: tuple[str, ...]) -> None:
+    """Print the summary.json of several runs side by side."""
+    rows = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "summary.json"
+        if not path.is_file():
+            raise CheckpointError(f"no summary.json in {run_dir}")
+        summary = json.loads(path.read_text())
+        rows.append([run_dir] + [_cell(summary.get(key)) for key in REPORT_COLUMNS])
+    header = ["run", *REPORT_COLUMNS]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one `error: ...` line and a non-zero exit."""
+    try:
+        cli.main(args=argv, prog_name="gflownets", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.ctx.get_help() if err.ctx else str(err))
+        return 2
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        return err.exit_code
+    except GFlowNetError as err:
+        click.echo(f"error: {err}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Exceptions with messages meant for users: the CLI prints them as one line, no traceback."""
+
+
+class GFlowNetError(ValueError):
+    """Base class of every error caused by user input (config, reward, data, checkpoint)."""
+
+
+class ConfigError(GFlowNetError):
+    """An invalid or unknown configuration value."""
+
+
+class RewardError(GFlowNetError):
+    """A reward function returned NaN, infinity, a negative value or zero without a floor."""
+
+
+class ActionError(GFlowNetError):
+    """An action that the environment's mask forbids."""
+
+
+class DataError(GFlowNetError):
+    """A malformed offline data file or an object outside the environment."""
+
+
+class CheckpointError(GFlowNetError):
+    """A missing checkpoint or one written for another environment."""

@@ -1,0 +1,108 @@
+"""Exact evaluation: the distribution of finished objects under the forward policy, computed
+by dynamic programming over the enumerated state graph (no sampling noise)."""
+
+from __future__ import annotations
+
+import torch
+
+from gflownets.envs.base import DiscreteEnv
+from gflownets.envs.indexing import StateIndex
+from gflownets.policies.base import Policy, PolicyOutput
+from gflownets.policies.distributions import masked_log_softmax
+
+
+class StateGraph:
+    """Every reachable state, every forward edge, a topological order and the exact target,
+    built once per environment (cost: one pass of the environment over all states)."""
+
+    def __init__(self, env: DiscreteEnv):
+        self.env = env
+        self.states = env.enumerate_states()
+        self.index = StateIndex(self.states)
+        n = len(self.index)
+        self.forward_mask = env.forward_mask(self.states)
+        parents, actions = self.forward_mask[:, :-1].nonzero(as_tuple=True)
+        children = self.index.lookup(env._step(self.states[parents], actions))
+        if (children < 0).any():
+            raise RuntimeError(f"{env.name}: a step leaves the enumerated state space")
+        self.s0 = int(self.index.lookup(env.initial_states(1))[0])
+
+        # Kahn's algorithm, one level (all states whose parents are all done) at a time.
+        indegree = torch.bincount(children, minlength=n)
+        level_of = torch.full((n,), -1, dtype=torch.long)
+        frontier = (indegree == 0).nonzero().squeeze(1)
+        if frontier.tolist() != [self.s0]:
+            raise RuntimeError(f"{env.name}: s0 must be the only state without parents")
+        level = 0
+        self.edge_levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        while len(frontier):
+            level_of[frontier] = level
+            in_frontier = torch.zeros(n, dtype=torch.bool)
+            in_frontier[frontier] = True
+            edge_ids = in_frontier[parents].nonzero().squeeze(1)
+            self.edge_levels.append((parents[edge_ids], actions[edge_ids], children[edge_ids]))
+            indegree -= torch.bincount(children[edge_ids], minlength=n)
+            newly = torch.zeros(n, dtype=torch.bool)
+            newly[children[edge_ids]] = True
+            frontier = (newly & (indegree == 0)).nonzero().squeeze(1)
+            level += 1
+        if (level_of < 0).any():
+            raise RuntimeError(f"{env.name}: the state graph has a cycle")
+
+        self.terminal_ids = self.forward_mask[:, -1].nonzero().squeeze(1)
+        self.terminal_states = self.states[self.terminal_ids]
+        self.log_rewards = env.log_reward(self.terminal_states)
+        self.log_z = torch.logsumexp(self.log_rewards, dim=0)
+        self.target = (self.log_rewards - self.log_z).exp()
+        self.terminal_index = StateIndex(self.terminal_states)
+        self.mode_mask = self.log_rewards >= self.log_rewards.max() - 1e-9
+        self.n_modes = int(self.mode_mask.sum())
+
+    @property
+    def n_states(self) -> int:
+        return len(self.index)
+
+    @torch.no_grad()
+    def policy_outputs(self, policy: Policy, chunk: int = 65536) -> PolicyOutput:
+        """The policy on every state, in chunks."""
+        parts = [policy(self.states[i:i + chunk]) for i in range(0, self.n_states, chunk)]
+        return PolicyOutput(*(torch.cat(p) for p in zip(*parts)))
+
+    def forward_log_probs(self, policy: Policy) -> torch.Tensor:
+        """(n_states, n_actions) float64 log P_F over the whole state space."""
+        logits = self.policy_outputs(policy).forward_logits
+        return masked_log_softmax(logits.double(), self.forward_mask)
+
+    def backward_log_probs(self, policy: Policy) -> torch.Tensor:
+        """(n_states, n_actions - 1) float64 log P_B (meaningless rows at s0)."""
+        logits = self.policy_outputs(policy).backward_logits
+        return masked_log_softmax(logits.double(), self.env.backward_mask(self.states))
+
+    @torch.no_grad()
+    def terminal_distribution(self, policy: Policy) -> torch.Tensor:
+        """Exact P(trajectory ends in x) for every terminal x, ordered as `terminal_states`."""
+        probs = self.forward_log_probs(policy).exp()
+        reach = torch.zeros(self.n_states, dtype=torch.float64)
+        reach[self.s0] = 1.0
+        for parents, actions, children in self.edge_levels:
+            reach.index_add_(0, children, reach[parents] * probs[parents, actions])
+        return reach[self.terminal_ids] * probs[self.terminal_ids, -1]
+
+    def terminal_positions(self, states: torch.Tensor) -> torch.Tensor:
+        """Position of each finished object in `terminal_states` (-1 if not terminal)."""
+        return self.terminal_index.lookup(states)
+
+    def empirical_distribution(self, objects: torch.Tensor) -> torch.Tensor:
+        positions = self.terminal_positions(objects)
+        if (positions < 0).any():
+            raise ValueError("a sampled object is not a terminal state of the environment")
+        counts = torch.bincount(positions, minlength=len(self.terminal_ids)).double()
+        return counts / counts.sum()
+
+
+def try_state_graph(env: DiscreteEnv) -> StateGraph | None:
+    """The state graph, or None where the environment is too large to enumerate."""
+    try:
+        return StateGraph(env)
+    except ValueError:
+        return None

@@ -1,0 +1,10 @@
+"""Policies: networks mapping states to forward/backward logits, state flows and log Z."""
+
+from gflownets.policies.base import Policy, PolicyOutput
+from gflownets.policies.distributions import (exploration_probs, masked_log_softmax,
+                                              sample_categorical)
+from gflownets.policies.mlp import MLPPolicy
+from gflownets.policies.tabular import TabularPolicy
+
+__all__ = ["Policy", "PolicyOutput", "MLPPolicy", "TabularPolicy", "exploration_probs",
+           "masked_log_softmax", "sample_categorical"]

@@ -1,0 +1,42 @@
+"""What every policy returns: forward logits, backward logits and a log state flow per state."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from gflownets.envs.base import DiscreteEnv
+
+
+class PolicyOutput(NamedTuple):
+    #: (B, n_actions) unmasked logits of P_F; for flow matching, log edge flows
+    forward_logits: torch.Tensor
+    #: (B, n_actions - 1) unmasked logits of P_B (zeros for the uniform backward policy)
+    backward_logits: torch.Tensor
+    #: (B,) log state flow log F(s) (zeros when the policy has no flow head)
+    log_flow: torch.Tensor
+
+
+class Policy(nn.Module):
+    """A forward/backward policy with a learned log partition function `log_z`."""
+
+    def __init__(self, env: DiscreteEnv, backward: str = "learned"):
+        super().__init__()
+        if backward not in ("learned", "uniform"):
+            raise ValueError(f"backward policy must be 'learned' or 'uniform', got {backward!r}")
+        self.env = env
+        self.backward = backward
+        self.log_z = nn.Parameter(torch.zeros(()))
+
+    def forward(self, states: torch.Tensor) -> PolicyOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def flow_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained with the log-Z learning rate."""
+        return [self.log_z]
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        ids = {id(p) for p in self.flow_parameters()}
+        return [p for p in self.parameters() if id(p) not in ids]

@@ -1,0 +1,39 @@
+"""Masked action distributions: log-probabilities, exploration mixtures and sampling.
+
+Forbidden actions get a large finite negative logit rather than -inf: a row where every
+action is forbidden (the backward distribution at s0) then stays finite, so no NaN can leak
+into gradients through a softmax that is computed but never used.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: logit given to forbidden actions; exp() of it underflows to exactly 0 next to real logits
+MASKED_LOGIT = -1e9
+
+
+def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over allowed actions; entries of forbidden actions are meaningless."""
+    return logits.masked_fill(~mask, MASKED_LOGIT).log_softmax(dim=-1)
+
+
+def exploration_probs(logits: torch.Tensor, mask: torch.Tensor, gamma: float = 0.0,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """The sampling distribution: softmax(logits / temperature) over allowed actions, mixed
+    with the uniform distribution over allowed actions with weight gamma (the tutorial's
+    exploration; epsilon-uniform exploration is the same mixture)."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    probs = logits.masked_fill(~mask, MASKED_LOGIT).softmax(dim=-1)
+    if gamma > 0:
+        uniform = mask / mask.sum(dim=-1, keepdim=True).clamp(min=1)
+        probs = (1 - gamma) * probs + gamma * uniform
+    return probs
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row by the exponential race argmax(p / E), E ~ Exp(1): exactly the
+    categorical distribution, and an action of probability 0 can never win."""
+    race = torch.empty_like(probs).exponential_(generator=generator)
+    return (probs / race).argmax(dim=-1)

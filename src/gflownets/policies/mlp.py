@@ -1,0 +1,39 @@
+"""The default policy: an MLP over `env.features` with forward, backward and state-flow heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gflownets.envs.base import DiscreteEnv
+from gflownets.policies.base import Policy, PolicyOutput
+
+
+class MLPPolicy(Policy):
+    """A shared trunk of `layers` hidden layers of width `hidden`, then one linear layer
+    that emits every head at once (one matmul instead of three)."""
+
+    def __init__(self, env: DiscreteEnv, hidden: int = 256, layers: int = 2,
+                 backward: str = "learned", state_flow: bool = True):
+        super().__init__(env, backward)
+        if hidden < 1 or layers < 1:
+            raise ValueError(f"hidden and layers must be >= 1, got {hidden} and {layers}")
+        widths = [env.feature_dim] + [hidden] * layers
+        trunk: list[nn.Module] = []
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            trunk += [nn.Linear(fan_in, fan_out), nn.LeakyReLU()]
+        self.trunk = nn.Sequential(*trunk)
+        self.n_forward = env.n_actions
+        self.n_backward = env.n_actions - 1 if backward == "learned" else 0
+        self.n_flow = 1 if state_flow else 0
+        self.head = nn.Linear(hidden, self.n_forward + self.n_backward + self.n_flow)
+
+    def forward(self, states: torch.Tensor) -> PolicyOutput:
+        out = self.head(self.trunk(self.env.features(states)))
+        forward_logits = out[:, :self.n_forward]
+        if self.n_backward:
+            backward_logits = out[:, self.n_forward:self.n_forward + self.n_backward]
+        else:
+            backward_logits = out.new_zeros(out.shape[0], self.env.n_actions - 1)
+        log_flow = out[:, -1] if self.n_flow else out.new_zeros(out.shape[0])
+        return PolicyOutput(forward_logits, backward_logits, log_flow)

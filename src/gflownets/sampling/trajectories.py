@@ -1,0 +1,138 @@
+"""Trajectory batches and the samplers that make them, forward from s0 and backward from objects.
+
+A batch of B trajectories is a set of padded tensors, aligned by step t:
+`states[:, t]` is the state in which `actions[:, t]` is taken. A trajectory of n moves has
+`lengths = n + 1` entries: states s_0..s_n and actions a_0..a_{n-1} then exit. Entries past
+the length are -1 (the tutorial's padding).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from gflownets.envs.base import DiscreteEnv
+from gflownets.policies.base import Policy
+from gflownets.policies.distributions import exploration_probs, sample_categorical
+
+PAD = -1
+
+
+@dataclasses.dataclass
+class Trajectories:
+    states: torch.Tensor  # (B, T, *state_shape) long
+    actions: torch.Tensor  # (B, T) long
+    lengths: torch.Tensor  # (B,) long, >= 1
+    log_rewards: torch.Tensor  # (B,) float64
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """(B, T) bool: which steps exist."""
+        return torch.arange(self.actions.shape[1]) < self.lengths[:, None]
+
+    @property
+    def terminal_states(self) -> torch.Tensor:
+        return self.states[torch.arange(len(self)), self.lengths - 1]
+
+    @staticmethod
+    def cat(batches: list[Trajectories]) -> Trajectories:
+        """Concatenate, padding to the longest."""
+        width = max(b.actions.shape[1] for b in batches)
+
+        def pad(x: torch.Tensor) -> torch.Tensor:
+            extra = width - x.shape[1]
+            if extra == 0:
+                return x
+            filler = x.new_full((x.shape[0], extra, *x.shape[2:]), PAD)
+            return torch.cat([x, filler], dim=1)
+
+        return Trajectories(
+            states=torch.cat([pad(b.states) for b in batches]),
+            actions=torch.cat([pad(b.actions) for b in batches]),
+            lengths=torch.cat([b.lengths for b in batches]),
+            log_rewards=torch.cat([b.log_rewards for b in batches]),
+        )
+
+
+@torch.no_grad()
+def sample_forward(env: DiscreteEnv, policy: Policy, n: int, generator: torch.Generator | None = None,
+                   gamma: float = 0.0, temperature: float = 1.0) -> Trajectories:
+    """Roll out n trajectories from s0 with P_F (mixed with uniform exploration `gamma`).
+    Runs without autograd: objectives re-evaluate all visited states in one batched pass."""
+    max_steps = env.max_steps
+    states = env.initial_states(n)
+    all_states = states.new_full((n, max_steps, *env.state_shape), PAD)
+    all_actions = torch.full((n, max_steps), PAD, dtype=torch.long)
+    done = torch.zeros(n, dtype=torch.bool)
+    for t in range(max_steps):
+        all_states[:, t] = states
+        mask = env.forward_mask(states)
+        probs = exploration_probs(policy(states).forward_logits, mask, gamma, temperature)
+        actions = sample_categorical(probs, generator).masked_fill_(done, PAD)
+        all_actions[:, t] = actions
+        done = done | (actions == env.exit_action)
+        if done.all():
+            break
+        move = ~done
+        states = states.clone()
+        states[move] = env._step(states[move], actions[move])
+    else:
+        raise RuntimeError(f"{env.name}: a trajectory did not exit within max_steps={max_steps}")
+    lengths = (all_actions != PAD).sum(dim=1)
+    width = int(lengths.max())
+    all_states, all_actions = all_states[:, :width], all_actions[:, :width]
+    all_states[~(torch.arange(width) < lengths[:, None])] = PAD
+    traj = Trajectories(all_states, all_actions, lengths, log_rewards=torch.empty(0))
+    traj.log_rewards = env.log_reward(traj.terminal_states)
+    return traj
+
+
+@torch.no_grad()
+def sample_backward(env: DiscreteEnv, policy: Policy, objects: torch.Tensor,
+                    generator: torch.Generator | None = None,
+                    log_rewards: torch.Tensor | None = None) -> Trajectories:
+    """Trajectories ending in the given finished objects, drawn backward with P_B (sampled,
+    not argmax: argmax would always replay the same path and bias every objective), then
+    returned in forward order with exit as the last action."""
+    n = objects.shape[0]
+    max_moves = env.max_steps - 1
+    back_states = objects.new_full((n, max_moves + 1, *env.state_shape), PAD)
+    back_actions = torch.full((n, max_moves), PAD, dtype=torch.long)
+    states = objects.clone()
+    moves = torch.zeros(n, dtype=torch.long)
+    for k in range(max_moves + 1):
+        back_states[:, k] = states
+        mask = env.backward_mask(states)
+        active = mask.any(dim=-1)
+        if not active.any():
+            break
+        if k == max_moves:
+            raise RuntimeError(f"{env.name}: backward walk did not reach s0 in {max_moves} steps")
+        if policy.backward == "uniform":  # skip the network: all-zero logits are uniform
+            logits = torch.zeros(int(active.sum()), env.n_actions - 1)
+        else:
+            logits = policy(states[active]).backward_logits
+        actions = sample_categorical(exploration_probs(logits, mask[active]), generator)
+        back_actions[active, k] = actions
+        states = states.clone()
+        states[active] = env._backward_step(states[active], actions)
+        moves += active
+    # Reverse: forward step t is backward step (moves - 1 - t); forward state t is back state moves - t.
+    width = int(moves.max()) + 1
+    t = torch.arange(width)
+    valid = t < (moves + 1)[:, None]
+    state_src = (moves[:, None] - t).clamp(min=0)
+    index = state_src.view(n, width, *([1] * len(env.state_shape))).expand(n, width, *env.state_shape)
+    fwd_states = back_states.gather(1, index)
+    fwd_states[~valid] = PAD
+    action_src = (moves[:, None] - 1 - t).clamp(min=0, max=max(max_moves - 1, 0))
+    fwd_actions = back_actions.gather(1, action_src) if max_moves else back_actions.new_zeros(n, width)
+    fwd_actions = torch.where(t < moves[:, None], fwd_actions, PAD)
+    fwd_actions[torch.arange(n), moves] = env.exit_action
+    if log_rewards is None:
+        log_rewards = env.log_reward(objects)
+    return Trajectories(fwd_states, fwd_actions, moves + 1, log_rewards)

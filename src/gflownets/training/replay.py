@@ -1,0 +1,43 @@
+"""A replay buffer of finished objects. Trajectories to them are re-drawn backward with the
+current P_B at every use, the same path as offline training, so replay adds no second
+trajectory format and its samples always match the current backward policy."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ReplayBuffer:
+    """First-in-first-out store of up to `capacity` objects and their log-rewards."""
+
+    def __init__(self, capacity: int, state_shape: tuple[int, ...]):
+        self.capacity = capacity
+        self.objects = torch.zeros(capacity, *state_shape, dtype=torch.long)
+        self.log_rewards = torch.zeros(capacity, dtype=torch.float64)
+        self.size = 0
+        self.cursor = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> None:
+        n = min(objects.shape[0], self.capacity)
+        slots = (self.cursor + torch.arange(n)) % self.capacity
+        self.objects[slots] = objects[-n:]
+        self.log_rewards[slots] = log_rewards[-n:]
+        self.cursor = (self.cursor + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = torch.randint(self.size, (n,), generator=generator)
+        return self.objects[picks], self.log_rewards[picks]
+
+    def state_dict(self) -> dict:
+        return {"objects": self.objects[:self.size].clone(), "log_rewards": self.log_rewards[:self.size].clone(),
+                "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size = len(state["objects"])
+        self.objects[:self.size] = state["objects"]
+        self.log_rewards[:self.size] = state["log_rewards"]
+        self.cursor = state["cursor"]

@@ -1,0 +1,288 @@
+"""The training loop: sample a batch (forward, replayed or offline), take one optimiser step on
+the chosen objective, evaluate now and then, checkpoint atomically, resume exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from gflownets.envs.base import DiscreteEnv
+from gflownets.errors import CheckpointError
+from gflownets.evaluation import ModeTracker, distribution_metrics, try_state_graph
+from gflownets.objectives import USES_STATE_FLOW, estimated_log_z, get_objective
+from gflownets.policies import MLPPolicy, Policy, TabularPolicy
+from gflownets.sampling import Trajectories, sample_backward, sample_forward
+from gflownets.training.config import RunConfig
+from gflownets.training.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_objects_csv
+from gflownets.training.replay import ReplayBuffer
+
+CHECKPOINT_FORMAT = 1
+
+
+def build_policy(config: RunConfig, env: DiscreteEnv) -> Policy:
+    if config.policy == "tabular":
+        return TabularPolicy(env, backward=config.backward_policy)
+    return MLPPolicy(env, hidden=config.hidden, layers=config.layers,
+                     backward=config.backward_policy, state_flow=config.objective in USES_STATE_FLOW)
+
+
+class Trainer:
+    """Owns every piece of a run's state; `run()` trains to `total_iters`, and a Trainer made
+    with `resume=True` continues from `out_dir/checkpoint.pt` to the same result."""
+
+    def __init__(self, config: RunConfig, out_dir: str | Path | None = None, *,
+                 env: DiscreteEnv | None = None, progress: bool = True, resume: bool = False):
+        config.validate()
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        self.env = env if env is not None else config.build_env()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.graph = try_state_graph(self.env)
+        self.policy = build_policy(config, self.env)
+        self.optimizer = torch.optim.Adam([
+            {"params": self.policy.network_parameters(), "lr": config.lr},
+            {"params": self.policy.flow_parameters(), "lr": config.lr_logz},
+        ])
+        self.objective = get_objective(config.objective, config.subtb_lambda)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.replay = ReplayBuffer(config.replay_size, self.env.state_shape) if config.replay_size else None
+        self.modes = ModeTracker(self.graph.mode_mask) if self.graph is not None else None
+
+        self.offline_objects = self.offline_log_rewards = None
+        self.offline_order = torch.zeros(0, dtype=torch.long)
+        self.offline_cursor = 0
+        if config.offline:
+            self.offline_objects = read_objects_csv(config.offline, self.env)
+            self.offline_log_rewards = self.env.log_reward(self.offline_objects)
+
+        self.step = 0
+        self.train_seconds = 0.0
+        self.loss_window: list[float] = []
+        if resume:
+            self.load_checkpoint()
+
+    # ------------------------------------------------------------------ batches
+    @property
+    def total_iters(self) -> int:
+        if self.offline_objects is not None and self.config.epochs > 0:
+            return self.config.epochs * math.ceil(len(self.offline_objects) / self.config.batch_size)
+        return self.config.iters
+
+    def _offline_batch(self) -> Trajectories:
+        """The next mini-batch of a shuffled pass over the data set, walked back with P_B."""
+        n_data = len(self.offline_objects)
+        picks = []
+        need = min(self.config.batch_size, n_data)
+        while need:
+            if self.offline_cursor >= len(self.offline_order):
+                self.offline_order = torch.randperm(n_data, generator=self.generator)
+                self.offline_cursor = 0
+            take = self.offline_order[self.offline_cursor:self.offline_cursor + need]
+            self.offline_cursor += len(take)
+            picks.append(take)
+            need -= len(take)
+        picks = torch.cat(picks)
+        return sample_backward(self.env, self.policy, self.offline_objects[picks], self.generator,
+                               self.offline_log_rewards[picks])
+
+    def make_batch(self) -> Trajectories:
+        if self.offline_objects is not None:
+            return self._offline_batch()
+        cfg = self.config
+        batch = sample_forward(self.env, self.policy, cfg.batch_size, self.generator,
+                               gamma=cfg.exploration, temperature=cfg.temperature)
+        if self.modes is not None:
+            self.modes.update(self.graph.terminal_positions(batch.terminal_states))
+        if self.replay is not None:
+            if cfg.replay_batch and len(self.replay):
+                objects, log_rewards = self.replay.sample(cfg.replay_batch, self.generator)
+                replayed = sample_backward(self.env, self.policy, objects, self.generator, log_rewards)
+                self.replay.add(batch.terminal_states, batch.log_rewards)
+                return Trajectories.cat([batch, replayed])
+            self.replay.add(batch.terminal_states, batch.log_rewards)
+        return batch
+
+    def train_step(self) -> float:
+        batch = self.make_batch()
+        loss = self.objective(self.policy, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    # ------------------------------------------------------------------ evaluation
+    def sample_objects(self, n: int, generator: torch.Generator, chunk: int = 16384) -> torch.Tensor:
+        """n finished objects from the learned forward policy (no exploration)."""
+        parts = [sample_forward(self.env, self.policy, min(chunk, n - i), generator).terminal_states
+                 for i in range(0, n, chunk)]
+        return torch.cat(parts)
+
+    def evaluate(self, n_samples: int = 0) -> dict[str, Any]:
+        """Exact metrics where the environment is enumerable; with n_samples, the same metrics
+        measured on that many samples (suffix `_samples`)."""
+        out: dict[str, Any] = {"log_z": estimated_log_z(self.policy, self.config.objective)}
+        if self.graph is not None:
+            out.update(distribution_metrics(self.graph.terminal_distribution(self.policy), self.graph.target))
+            out["log_z_true"] = float(self.graph.log_z)
+            out["modes_found"] = self.modes.n_found
+            out["n_modes"] = self.graph.n_modes
+        if n_samples:
+            generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+            objects = self.sample_objects(n_samples, generator)
+            out["mean_log_reward_samples"] = float(self.env.log_reward(objects).mean())
+            if self.graph is not None:
+                empirical = self.graph.empirical_distribution(objects)
+                metrics = distribution_metrics(empirical, self.graph.target)
+                metrics.pop("kl", None)
+                out.update({f"{k}_samples": v for k, v in metrics.items()})
+                out["n_samples"] = n_samples
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        total = self.total_iters
+        metrics_file = None
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "config.yaml", cfg.dump())
+            self._truncate_metrics()
+            metrics_file = open(self.out_dir / "metrics.jsonl", "a")
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True,
+                   desc=f"{self.env.name} {cfg.objective}", leave=True)
+        try:
+            while self.step < total:
+                started = time.perf_counter()
+                loss = self.train_step()
+                self.train_seconds += time.perf_counter() - started
+                self.step += 1
+                self.loss_window.append(loss)
+                record = self._maybe_record(total)
+                if record is not None:
+                    bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "l1", "log_z") if k in record})
+                    if metrics_file is not None:
+                        metrics_file.write(json.dumps(record) + "\n")
+                        metrics_file.flush()
+                if self.out_dir is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                bar.update(1)
+        finally:
+            bar.close()
+            if metrics_file is not None:
+                metrics_file.close()
+        return self.finish()
+
+    def _maybe_record(self, total: int) -> dict[str, Any] | None:
+        cfg = self.config
+        last = self.step == total
+        logging = (cfg.log_every and self.step % cfg.log_every == 0) or last
+        evaluating = (cfg.eval_every and self.step % cfg.eval_every == 0) or last
+        if not (logging or evaluating):
+            return None
+        record: dict[str, Any] = {"step": self.step, "loss": sum(self.loss_window) / len(self.loss_window)}
+        self.loss_window = []
+        if evaluating:
+            record.update(self.evaluate(cfg.eval_samples))
+        else:
+            record["log_z"] = estimated_log_z(self.policy, cfg.objective)
+        return record
+
+    def finish(self) -> dict[str, Any]:
+        """Final metrics as summary.json, a checkpoint and the plots."""
+        summary: dict[str, Any] = {
+            "env": self.env.name,
+            "env_args": self.env.describe(),
+            "objective": self.config.objective,
+            "iterations": self.step,
+            "seconds": self.train_seconds,
+            "iterations_per_second": self.step / self.train_seconds if self.train_seconds else None,
+            "batch_size": self.config.batch_size,
+        }
+        summary.update(self.evaluate(self.config.final_samples))
+        if self.out_dir is not None:
+            atomic_write_json(self.out_dir / "summary.json", summary)
+            self.save_checkpoint()
+            from gflownets.plotting import write_plots
+            write_plots(self, self.out_dir / "plots")
+        return summary
+
+    # ------------------------------------------------------------------ checkpoints
+    def _truncate_metrics(self) -> None:
+        """Drop metrics lines past the checkpoint, so a resumed run's log equals an uninterrupted one."""
+        path = self.out_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= self.step]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "env": self.env.describe(),
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "loss_window": list(self.loss_window),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "replay": self.replay.state_dict() if self.replay is not None else None,
+            "offline": {"order": self.offline_order, "cursor": self.offline_cursor},
+            "modes_found": self.modes.found if self.modes is not None else None,
+        }
+
+    def save_checkpoint(self) -> None:
+        atomic_torch_save(self.out_dir / "checkpoint.pt", self.state_dict())
+
+    def load_checkpoint(self, path: str | Path | None = None) -> None:
+        path = Path(path) if path is not None else self.out_dir / "checkpoint.pt"
+        state = load_checkpoint_file(path)
+        if state["env"] != self.env.describe():
+            raise CheckpointError(f"{path} was written for {_describe(state['env'])}, "
+                                  f"not {_describe(self.env.describe())}")
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{path} does not fit this policy "
+                                  f"(hidden/layers/objective/backward policy changed?): {err}") from None
+        self.step = state["step"]
+        self.train_seconds = state["train_seconds"]
+        self.loss_window = state["loss_window"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.replay is not None and state["replay"] is not None:
+            self.replay.load_state_dict(state["replay"])
+        self.offline_order = state["offline"]["order"]
+        self.offline_cursor = state["offline"]["cursor"]
+        if self.modes is not None and state["modes_found"] is not None:
+            self.modes.found = state["modes_found"]
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear error
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a gflownets checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def _describe(env_state: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in env_state.items() if k != "env")
+    return f"{env_state['env']}({args})"
