@@ -83,7 +83,7 @@ class Hypergrid(DiscreteEnv):
         outer = (ax > 0.25).all(dim=-1)
         upper = ax <= 0.4 if c.r2_upper_inclusive else ax < 0.4
         ring = ((ax > 0.3) & upper).all(dim=-1)
-        return (c.r0 + c.r1 * outer + c.r2 * ring).log()
+        return (c.r0 + c.r1 * outer.double() + c.r2 * ring.double()).log()
 
     def features(self, states: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(states.shape[0], self.feature_dim)

@@ -8,6 +8,7 @@ import torch
 from gflownets.envs.base import DiscreteEnv
 from gflownets.envs.indexing import StateIndex
 from gflownets.policies.base import Policy, PolicyOutput
+from gflownets.policies.tabular import TabularPolicy
 from gflownets.policies.distributions import masked_log_softmax
 
 
@@ -106,3 +107,37 @@ def try_state_graph(env: DiscreteEnv) -> StateGraph | None:
         return StateGraph(env)
     except ValueError:
         return None
+
+
+def optimal_tabular_policy(graph: StateGraph, backward_log_probs: torch.Tensor | None = None,
+                           dtype: torch.dtype = torch.float64) -> TabularPolicy:
+    """The exact solution for a given backward policy (uniform by default): state flows
+    F(s) = R(s)[s terminal] + sum_{s->c} F(c) P_B(s|c), computed backward over the graph, then
+    edge flows F(s->c) = F(c) P_B(s|c), P_F = edge flow / F(s), Z = F(s0). Every objective is
+    zero at it, and its exact terminal distribution is the target: the reference for tests."""
+    env = graph.env
+    n = graph.n_states
+    bmask = env.backward_mask(graph.states)
+    if backward_log_probs is None:
+        backward_log_probs = masked_log_softmax(torch.zeros(n, env.n_actions - 1, dtype=torch.float64), bmask)
+    pb = backward_log_probs.double().exp()
+    log_r = torch.full((n,), float("-inf"), dtype=torch.float64)
+    log_r[graph.terminal_ids] = graph.log_rewards
+    flow = log_r.exp()
+    for parents, actions, children in reversed(graph.edge_levels):
+        flow.index_add_(0, parents, flow[children] * pb[children, actions])
+    log_flow = flow.log()
+
+    edge = torch.full((n, env.n_actions), -1e9, dtype=torch.float64)
+    for parents, actions, children in graph.edge_levels:
+        edge[parents, actions] = log_flow[children] + backward_log_probs.double()[children, actions]
+    terminal = graph.forward_mask[:, -1]
+    edge[terminal, -1] = log_r[terminal]
+
+    policy = TabularPolicy(env, backward="learned", dtype=dtype)
+    with torch.no_grad():
+        policy.forward_table.copy_(edge.to(dtype))
+        policy.backward_table.copy_(torch.where(bmask, backward_log_probs.double(), -1e9).to(dtype))
+        policy.flow_table.copy_(log_flow.to(dtype))
+        policy.log_z.copy_(log_flow[graph.s0].to(dtype))
+    return policy

@@ -38,7 +38,7 @@ def estimated_log_z(policy: Policy, objective: str) -> float:
     """The sampler's own estimate of log Z: the learned scalar, or s0's outflow under FM."""
     if objective == "fm":
         return float(flow_matching_log_z(policy))
-    return float(policy.log_z)
+    return float(policy.log_z.detach())
 
 
 __all__ = ["OBJECTIVES", "USES_STATE_FLOW", "Objective", "TrajectoryTerms", "detailed_balance",

@@ -1,0 +1,206 @@
+"""Environment contracts: masks, step/backward_step inverses, enumeration, object rows."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gflownets.envs import Hypergrid, Sets
+from gflownets.errors import ActionError, ConfigError, DataError, RewardError
+
+
+def random_states(env, n, seed):
+    """Random reachable states: uniform random walks of random length from s0."""
+    g = torch.Generator().manual_seed(seed)
+    states = env.initial_states(n)
+    for _ in range(env.max_steps - 1):
+        mask = env.forward_mask(states)[:, :-1]
+        can = mask.any(dim=1)
+        keep_going = can & (torch.rand(n, generator=g) < 0.8)
+        if not keep_going.any():
+            break
+        probs = mask[keep_going].float()
+        actions = torch.multinomial(probs, 1, generator=g).squeeze(1)
+        states = states.clone()
+        states[keep_going] = env.step(states[keep_going], actions)
+    return states
+
+
+ENVS = [Hypergrid(ndim=2, height=8), Hypergrid(ndim=4, height=5), Hypergrid(ndim=1, height=2),
+        Sets(n_items=7, set_size=3), Sets(n_items=5, set_size=5)]
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda e: e.name)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_step_then_backward_step_is_identity(env, seed):
+    states = random_states(env, 64, seed)
+    rows, actions = env.forward_mask(states)[:, :-1].nonzero(as_tuple=True)
+    children = env.step(states[rows], actions)
+    # the child knows how it was made: its backward mask allows the same action
+    assert env.backward_mask(children)[torch.arange(len(actions)), actions].all()
+    assert torch.equal(env.backward_step(children, actions), states[rows])
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda e: e.name)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_backward_step_then_step_is_identity(env, seed):
+    states = random_states(env, 64, seed)
+    rows, actions = env.backward_mask(states).nonzero(as_tuple=True)
+    parents = env.backward_step(states[rows], actions)
+    assert env.forward_mask(parents)[torch.arange(len(actions)), actions].all()
+    assert torch.equal(env.step(parents, actions), states[rows])
+
+
+@settings(max_examples=50, deadline=None)
+@given(ndim=st.integers(1, 5), height=st.integers(2, 9), seed=st.integers(0, 10_000))
+def test_hypergrid_masks_never_leave_the_grid(ndim, height, seed):
+    env = Hypergrid(ndim=ndim, height=height)
+    states = random_states(env, 128, seed)
+    assert ((states >= 0) & (states < height)).all()
+    rows, actions = env.forward_mask(states)[:, :-1].nonzero(as_tuple=True)
+    children = env.step(states[rows], actions)
+    assert ((children >= 0) & (children < height)).all()
+    rows, actions = env.backward_mask(states).nonzero(as_tuple=True)
+    parents = env.backward_step(states[rows], actions)
+    assert ((parents >= 0) & (parents < height)).all()
+    # exactly the moves that stay inside are allowed
+    for i in range(ndim):
+        assert torch.equal(env.forward_mask(states)[:, i], states[:, i] < height - 1)
+    assert env.forward_mask(states)[:, -1].all()
+
+
+def test_sets_masks():
+    env = Sets(n_items=6, set_size=3)
+    states = random_states(env, 256, 0)
+    size = states.sum(1)
+    fmask = env.forward_mask(states)
+    assert torch.equal(fmask[:, -1], size == 3)  # exit exactly at size k...
+    assert not fmask[size == 3, :-1].any()  # ...and then nothing else
+    assert torch.equal(fmask[size < 3, :-1], states[size < 3] == 0)
+    assert torch.equal(env.backward_mask(states), states == 1)
+
+
+@pytest.mark.parametrize("env,count", [
+    (Hypergrid(ndim=3, height=4), 64),
+    (Sets(n_items=6, set_size=3), 1 + 6 + 15 + 20),
+])
+def test_enumeration_counts(env, count):
+    states = env.enumerate_states()
+    assert len(states) == count
+    assert len(torch.unique(states, dim=0)) == count
+
+
+def test_bfs_enumeration_matches_closed_form():
+    env = Hypergrid(ndim=3, height=4)
+    bfs = super(Hypergrid, env)._enumerate()
+    assert set(map(tuple, bfs.tolist())) == set(map(tuple, env.enumerate_states().tolist()))
+
+
+def test_hypergrid_reward_formula():
+    env = Hypergrid(ndim=2, height=8)  # R0=0.1, R1=0.5, R2=2
+    r = env.log_reward(torch.tensor([[0, 0], [1, 1], [1, 6], [3, 4], [0, 3], [6, 6]])).exp()
+    assert torch.allclose(r, torch.tensor([0.6, 2.6, 2.6, 0.1, 0.1, 2.6], dtype=torch.float64))
+    tutorial = Hypergrid(**Hypergrid.presets["tutorial"])
+    r = tutorial.log_reward(torch.tensor([[0, 0], [1, 1], [3, 4]])).exp()
+    assert torch.allclose(r, torch.tensor([0.51, 1.51, 0.01], dtype=torch.float64))
+    # the inclusive upper bound matters where |x/(H-1) - 0.5| hits 0.4 exactly: H = 11, x = 1
+    strict, inclusive = Hypergrid(ndim=1, height=11), Hypergrid(ndim=1, height=11, r2_upper_inclusive=True)
+    x = torch.tensor([[1]])
+    assert math.isclose(float(strict.log_reward(x).exp()), 0.6)
+    assert math.isclose(float(inclusive.log_reward(x).exp()), 2.6)
+
+
+def test_sets_default_reward_is_order_free_score():
+    env = Sets(n_items=5, set_size=2, beta=1.0)
+    v = env.item_values
+    x = torch.tensor([[1, 0, 1, 0, 0]])
+    expected = v[0] + v[2] + v[0] * v[2] / 2
+    assert torch.allclose(env.log_reward(x), expected.reshape(1))
+
+
+def test_features_are_one_hot():
+    env = Hypergrid(ndim=3, height=4)
+    f = env.features(torch.tensor([[0, 3, 1]]))
+    assert f.shape == (1, 12)
+    assert f[0].nonzero().squeeze(1).tolist() == [0, 7, 9]
+
+
+def test_forbidden_action_is_rejected():
+    env = Hypergrid(ndim=2, height=3)
+    with pytest.raises(ActionError, match="forward action 0 is not allowed in state \\[2, 0\\]"):
+        env.step(torch.tensor([[2, 0]]), torch.tensor([0]))
+    with pytest.raises(ActionError, match="backward action 1"):
+        env.backward_step(torch.tensor([[2, 0]]), torch.tensor([1]))
+    with pytest.raises(ActionError):
+        env.step(torch.tensor([[0, 0]]), torch.tensor([5]))
+    sets = Sets(n_items=3, set_size=2)
+    with pytest.raises(ActionError):
+        sets.step(torch.tensor([[1, 0, 0]]), torch.tensor([0]))  # item already present
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(height=1), "height must be >= 2"),
+    (dict(ndim=0), "ndim must be >= 1"),
+    (dict(r0=0.0), "r0 must be > 0"),
+    (dict(r1=-1.0), "r1 must be a finite value >= 0"),
+    (dict(r2=float("nan")), "r2 must be"),
+])
+def test_invalid_hypergrid_config(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Hypergrid(**kwargs)
+
+
+def test_invalid_sets_config():
+    with pytest.raises(ConfigError, match="set_size must be in"):
+        Sets(n_items=3, set_size=4)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda x: torch.where(x[:, 0] == 2, float("nan"), 1.0), "reward is invalid for 8 object"),
+    (lambda x: torch.where(x[:, 0] == 2, -1.0, 1.0), "reward is invalid"),
+    (lambda x: torch.where(x[:, 0] == 2, float("inf"), 1.0), "reward is invalid"),
+    (lambda x: torch.where(x[:, 0] == 2, 0.0, 1.0), "zero rewards need reward_floor"),
+    (lambda x: torch.ones(3), "returned 3 values for 64 objects"),
+])
+def test_bad_user_reward_is_named(bad, match):
+    env = Hypergrid(ndim=2, height=8, reward_fn=bad)
+    with pytest.raises(RewardError, match=match) as info:
+        env.log_reward(env.enumerate_states())
+    if "invalid" in match:
+        assert "[2, 0]" in str(info.value)  # names the first offending object
+
+
+def test_user_log_reward_and_floor():
+    env = Hypergrid(ndim=2, height=4, log_reward_fn=lambda x: -x.sum(1).double())
+    assert torch.equal(env.log_reward(torch.tensor([[1, 2]])), torch.tensor([-3.0], dtype=torch.float64))
+    with pytest.raises(RewardError, match="log-reward is invalid"):
+        Hypergrid(ndim=2, height=4, log_reward_fn=lambda x: torch.full((len(x),), float("nan"))).log_reward(
+            torch.tensor([[0, 0]]))
+    floored = Hypergrid(ndim=2, height=4, reward_fn=lambda x: torch.zeros(len(x)), reward_floor=1e-6)
+    assert torch.allclose(floored.log_reward(torch.tensor([[0, 0]])), torch.tensor([math.log(1e-6)],
+                                                                                  dtype=torch.float64))
+    with pytest.raises(ValueError, match="not both"):
+        Hypergrid(reward_fn=lambda x: x, log_reward_fn=lambda x: x)
+
+
+@pytest.mark.parametrize("env", [Hypergrid(ndim=3, height=5), Sets(n_items=6, set_size=2)], ids=lambda e: e.name)
+def test_object_rows_round_trip(env):
+    states = env.enumerate_states()
+    terminal = states[env.is_terminal(states)]
+    rows = env.objects_to_rows(terminal)
+    assert rows.shape == (len(terminal), len(env.object_columns))
+    assert torch.equal(env.objects_from_rows(rows), terminal)
+
+
+def test_object_rows_are_validated():
+    with pytest.raises(DataError, match="row 2: value 9 in column x1 is outside \\[0, 4\\]"):
+        Hypergrid(ndim=2, height=5).objects_from_rows(np.array([[0, 0], [1, 9]]))
+    with pytest.raises(DataError, match="row 1: items \\[2, 2\\] repeat an item"):
+        Sets(n_items=4, set_size=2).objects_from_rows(np.array([[2, 2]]))
+    with pytest.raises(DataError, match="item 7 is outside"):
+        Sets(n_items=4, set_size=2).objects_from_rows(np.array([[0, 7]]))
