@@ -139,7 +139,7 @@ def sample(run_dir: str, n: int, out: str, seed: int, exploration: float) -> Non
     trainer = load_run(run_dir)
     generator = torch.Generator().manual_seed(seed)
     from gflownets.sampling import sample_forward
-    objects = torch.cat([sample_forward(trainer.env, trainer.policy, min(16384, n - i), generator,
+    objects = torch.cat([sample_forward(trainer.env, trainer.eval_policy, min(16384, n - i), generator,
                                         gamma=exploration).terminal_states
                          for i in range(0, n, 16384)])
     write_objects_csv(out, trainer.env, objects, trainer.env.log_reward(objects))

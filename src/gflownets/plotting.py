@@ -22,7 +22,7 @@ def write_plots(trainer: Trainer, folder: Path) -> list[Path]:
     written = [plot_training_curves(trainer.out_dir / "metrics.jsonl", folder / "training.png")]
     graph = trainer.graph
     if graph is not None:
-        learned = graph.terminal_distribution(trainer.policy).numpy()
+        learned = graph.terminal_distribution(trainer.eval_policy).numpy()
         target = graph.target.numpy()
         if trainer.env.name == "hypergrid" and trainer.env.ndim == 2:
             written.append(plot_grid_distributions(graph, learned, target, folder / "distribution.png"))
@@ -79,8 +79,8 @@ def plot_grid_policy(trainer: Trainer, out: Path) -> Path:
     """Arrows as in the tutorial: length = probability of each move; dots = exit probability."""
     graph = trainer.graph
     xy = graph.states.numpy()
-    pf = graph.forward_log_probs(trainer.policy).exp().numpy()
-    pb = graph.backward_log_probs(trainer.policy).exp().numpy()
+    pf = graph.forward_log_probs(trainer.eval_policy).exp().numpy()
+    pb = graph.backward_log_probs(trainer.eval_policy).exp().numpy()
     fmask = graph.forward_mask.numpy()
     bmask = trainer.env.backward_mask(graph.states).numpy()
     pf, pb = np.where(fmask, pf, 0.0), np.where(bmask, pb, 0.0)

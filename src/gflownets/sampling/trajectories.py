@@ -64,28 +64,25 @@ def sample_forward(env: DiscreteEnv, policy: Policy, n: int, generator: torch.Ge
     """Roll out n trajectories from s0 with P_F (mixed with uniform exploration `gamma`).
     Runs without autograd: objectives re-evaluate all visited states in one batched pass."""
     max_steps = env.max_steps
-    states = env.initial_states(n)
+    states = env.initial_states(n)  # the unfinished trajectories' current states
+    rows = torch.arange(n)  # ...and which trajectories they are
     all_states = states.new_full((n, max_steps, *env.state_shape), PAD)
     all_actions = torch.full((n, max_steps), PAD, dtype=torch.long)
-    done = torch.zeros(n, dtype=torch.bool)
     for t in range(max_steps):
-        all_states[:, t] = states
+        all_states[rows, t] = states
         mask = env.forward_mask(states)
         probs = exploration_probs(policy(states).forward_logits, mask, gamma, temperature)
-        actions = sample_categorical(probs, generator).masked_fill_(done, PAD)
-        all_actions[:, t] = actions
-        done = done | (actions == env.exit_action)
-        if done.all():
+        actions = sample_categorical(probs, generator)
+        all_actions[rows, t] = actions
+        moving = actions != env.exit_action
+        if not moving.any():
             break
-        move = ~done
-        states = states.clone()
-        states[move] = env._step(states[move], actions[move])
+        rows, states = rows[moving], env._step(states[moving], actions[moving])
     else:
         raise RuntimeError(f"{env.name}: a trajectory did not exit within max_steps={max_steps}")
     lengths = (all_actions != PAD).sum(dim=1)
     width = int(lengths.max())
     all_states, all_actions = all_states[:, :width], all_actions[:, :width]
-    all_states[~(torch.arange(width) < lengths[:, None])] = PAD
     traj = Trajectories(all_states, all_actions, lengths, log_rewards=torch.empty(0))
     traj.log_rewards = env.log_reward(traj.terminal_states)
     return traj

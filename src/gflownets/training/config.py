@@ -52,6 +52,8 @@ class RunConfig:
     exploration: float = _field(0.0, "gamma: weight of the uniform mixture when sampling (0..1)")
     temperature: float = _field(1.0, "temperature of the sampling policy (> 0)")
     subtb_lambda: float = _field(0.9, "lambda of sub-trajectory balance (> 0)")
+    ema_decay: float = _field(0.99, "evaluate and sample with an exponential moving average of the "
+                                    "policy's weights with this decay (0: the raw weights)")
     replay_size: int = _field(0, "capacity of the replay buffer of finished objects (0: off)")
     replay_batch: int = _field(0, "replayed objects per iteration, re-walked backward with P_B")
     offline: str | None = _field(None, "CSV of finished objects to train on (backward-sampled)")
@@ -65,7 +67,14 @@ class RunConfig:
     threads: int = _field(0, "torch threads (0: leave torch's default)")
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> None:
+    def validate(self, check_env: bool = True) -> None:
+        """Raise ConfigError naming the first invalid value. `check_env=False` skips the
+        environment's name and options (for a user's environment instance)."""
+        self._validate_training()
+        if check_env:
+            self._validate_env()
+
+    def _validate_env(self) -> None:
         if self.env not in ENVIRONMENTS:
             raise ConfigError(f"unknown environment {self.env!r}; choose from {sorted(ENVIRONMENTS)}")
         env_cls = ENVIRONMENTS[self.env]
@@ -76,6 +85,9 @@ class RunConfig:
         for key in self.env_args:
             if key not in names:
                 raise ConfigError(f"unknown {self.env} option {key!r}; known: {sorted(names)}")
+        self.env_config().validate()
+
+    def _validate_training(self) -> None:
         choices = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"],
                    "backward_policy": ["learned", "uniform"]}
         for key, allowed in choices.items():
@@ -91,13 +103,14 @@ class RunConfig:
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not 0.0 <= self.exploration <= 1.0:
             raise ConfigError(f"exploration (gamma) must be in [0, 1], got {self.exploration!r}")
         if self.replay_batch > 0 and self.replay_size == 0:
             raise ConfigError("replay_batch > 0 needs replay_size > 0")
         if self.offline is not None and not Path(self.offline).is_file():
             raise ConfigError(f"offline data file not found: {self.offline}")
-        self.env_config().validate()
 
     def env_config(self):
         env_cls = ENVIRONMENTS[self.env]
@@ -115,7 +128,8 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Resolved form: env_args holds the preset's values and the overrides."""
         out = dataclasses.asdict(self)
-        out["env_args"] = dataclasses.asdict(self.env_config())
+        if self.env in ENVIRONMENTS:
+            out["env_args"] = dataclasses.asdict(self.env_config())
         return out
 
     @classmethod

@@ -3,6 +3,8 @@ the chosen objective, evaluate now and then, checkpoint atomically, resume exact
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import time
@@ -38,7 +40,10 @@ class Trainer:
 
     def __init__(self, config: RunConfig, out_dir: str | Path | None = None, *,
                  env: DiscreteEnv | None = None, progress: bool = True, resume: bool = False):
-        config.validate()
+        if env is not None:  # a user's instance: record what it is instead of what config named
+            config = dataclasses.replace(config, env=env.name, preset=None,
+                                         env_args=dataclasses.asdict(env.config))
+        config.validate(check_env=env is None)
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
@@ -48,6 +53,10 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.graph = try_state_graph(self.env)
         self.policy = build_policy(config, self.env)
+        # Polyak averaging: training samples on-policy from the raw weights; evaluation, sampling
+        # and plots use the average, which removes most of the step-to-step noise of small batches.
+        self.ema_policy = (copy.deepcopy(self.policy, memo={id(self.env): self.env})
+                           if config.ema_decay > 0 else None)
         self.optimizer = torch.optim.Adam([
             {"params": self.policy.network_parameters(), "lr": config.lr},
             {"params": self.policy.flow_parameters(), "lr": config.lr_logz},
@@ -117,21 +126,31 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.ema_policy is not None:
+            with torch.no_grad():
+                for averaged, current in zip(self.ema_policy.parameters(), self.policy.parameters()):
+                    averaged.lerp_(current, 1.0 - self.config.ema_decay)
         return float(loss.detach())
+
+    @property
+    def eval_policy(self) -> Policy:
+        """The policy that is evaluated, sampled and plotted: the moving average if enabled."""
+        return self.ema_policy if self.ema_policy is not None else self.policy
 
     # ------------------------------------------------------------------ evaluation
     def sample_objects(self, n: int, generator: torch.Generator, chunk: int = 16384) -> torch.Tensor:
         """n finished objects from the learned forward policy (no exploration)."""
-        parts = [sample_forward(self.env, self.policy, min(chunk, n - i), generator).terminal_states
+        parts = [sample_forward(self.env, self.eval_policy, min(chunk, n - i), generator).terminal_states
                  for i in range(0, n, chunk)]
         return torch.cat(parts)
 
     def evaluate(self, n_samples: int = 0) -> dict[str, Any]:
         """Exact metrics where the environment is enumerable; with n_samples, the same metrics
         measured on that many samples (suffix `_samples`)."""
-        out: dict[str, Any] = {"log_z": estimated_log_z(self.policy, self.config.objective)}
+        out: dict[str, Any] = {"log_z": estimated_log_z(self.eval_policy, self.config.objective)}
         if self.graph is not None:
-            out.update(distribution_metrics(self.graph.terminal_distribution(self.policy), self.graph.target))
+            out.update(distribution_metrics(self.graph.terminal_distribution(self.eval_policy),
+                                            self.graph.target))
             out["log_z_true"] = float(self.graph.log_z)
             out["modes_found"] = self.modes.n_found
             out["n_modes"] = self.graph.n_modes
@@ -193,7 +212,7 @@ class Trainer:
         if evaluating:
             record.update(self.evaluate(cfg.eval_samples))
         else:
-            record["log_z"] = estimated_log_z(self.policy, cfg.objective)
+            record["log_z"] = estimated_log_z(self.eval_policy, cfg.objective)
         return record
 
     def finish(self) -> dict[str, Any]:
@@ -234,6 +253,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "loss_window": list(self.loss_window),
             "policy": self.policy.state_dict(),
+            "ema_policy": self.ema_policy.state_dict() if self.ema_policy is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -253,6 +273,8 @@ class Trainer:
                                   f"not {_describe(self.env.describe())}")
         try:
             self.policy.load_state_dict(state["policy"])
+            if self.ema_policy is not None:
+                self.ema_policy.load_state_dict(state["ema_policy"] or state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{path} does not fit this policy "
