@@ -21,6 +21,8 @@ from gflownets.training.io import write_objects_csv
 
 CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"],
            "backward_policy": ["learned", "uniform"]}
+#: other spellings users know an option by
+ALIASES = {"exploration": ["--epsilon", "--gamma"]}
 #: RunConfig fields that are not options of `train` (set from the command's structure)
 NOT_OPTIONS = {"env", "env_args"}
 
@@ -38,7 +40,8 @@ def _option_for(field: dataclasses.Field, prefix: str = "") -> click.Option:
     kind: Any = {int: int, float: float}.get(type(default), str)
     if field.name in CHOICES:
         kind = click.Choice(CHOICES[field.name])
-    return click.Option([f"--{name}", field.name], type=kind, default=None, help=help_text)
+    names = [f"--{name}", *ALIASES.get(field.name, []), field.name]
+    return click.Option(names, type=kind, default=None, help=help_text)
 
 
 def _explicit(ctx: click.Context, names: list[str]) -> dict[str, Any]:

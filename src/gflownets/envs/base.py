@@ -183,6 +183,18 @@ class DiscreteEnv(abc.ABC):
             raise ActionError(f"{direction} action {int(actions[i])} is not allowed in state "
                               f"{states[i].tolist()} (batch row {i})")
 
+    # ----------------------------------------------------------------- evaluation hooks
+    def modes_hit(self, objects: torch.Tensor) -> torch.Tensor | None:
+        """(B, n_modes) bool: which known modes each object counts as finding, for environments
+        whose modes are known but that cannot be enumerated (enumerable ones get their modes,
+        the objects of maximum reward, from the state graph). None: no known modes."""
+        return None
+
+    def sample_metrics(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> dict[str, float]:
+        """Environment-specific metrics of a batch of samples (diversity, top-k reward, ...),
+        reported with the `_samples` metrics at each evaluation."""
+        return {}
+
     # ----------------------------------------------------------------- enumeration
     def enumerate_states(self) -> torch.Tensor:
         """Every state reachable from s0, by breadth-first search with `_step` (cached).

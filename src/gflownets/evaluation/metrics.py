@@ -38,3 +38,7 @@ class ModeTracker:
     @property
     def n_found(self) -> int:
         return int(self.found.sum())
+
+    @property
+    def n_modes(self) -> int:
+        return int(self.mode_mask.sum())

@@ -49,7 +49,9 @@ class RunConfig:
     layers: int = _field(2, "hidden layers of the MLP")
     policy: str = _field("mlp", "mlp | tabular (tabular needs an enumerable environment)")
     backward_policy: str = _field("learned", "learned | uniform")
-    exploration: float = _field(0.0, "gamma: weight of the uniform mixture when sampling (0..1)")
+    exploration: float = _field(0.0, "gamma (= epsilon of epsilon-uniform exploration): weight of "
+                                     "the uniform distribution over allowed actions mixed into "
+                                     "the training sampler (0..1)")
     temperature: float = _field(1.0, "temperature of the sampling policy (> 0)")
     subtb_lambda: float = _field(0.9, "lambda of sub-trajectory balance (> 0)")
     ema_decay: float = _field(0.99, "evaluate and sample with an exponential moving average of the "

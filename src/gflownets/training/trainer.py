@@ -64,7 +64,7 @@ class Trainer:
         self.objective = get_objective(config.objective, config.subtb_lambda)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.replay = ReplayBuffer(config.replay_size, self.env.state_shape) if config.replay_size else None
-        self.modes = ModeTracker(self.graph.mode_mask) if self.graph is not None else None
+        self.modes = self._mode_tracker()
 
         self.offline_objects = self.offline_log_rewards = None
         self.offline_order = torch.zeros(0, dtype=torch.long)
@@ -78,6 +78,20 @@ class Trainer:
         self.loss_window: list[float] = []
         if resume:
             self.load_checkpoint()
+
+    def _mode_tracker(self) -> ModeTracker | None:
+        if self.graph is not None:
+            return ModeTracker(self.graph.mode_mask)
+        probe = self.env.modes_hit(self.env.initial_states(0))
+        return ModeTracker(torch.ones(probe.shape[1], dtype=torch.bool)) if probe is not None else None
+
+    def _track_modes(self, objects: torch.Tensor) -> None:
+        if self.modes is None:
+            return
+        if self.graph is not None:
+            self.modes.update(self.graph.terminal_positions(objects))
+        else:
+            self.modes.update(self.env.modes_hit(objects).any(dim=0).nonzero().squeeze(1))
 
     # ------------------------------------------------------------------ batches
     @property
@@ -109,8 +123,7 @@ class Trainer:
         cfg = self.config
         batch = sample_forward(self.env, self.policy, cfg.batch_size, self.generator,
                                gamma=cfg.exploration, temperature=cfg.temperature)
-        if self.modes is not None:
-            self.modes.update(self.graph.terminal_positions(batch.terminal_states))
+        self._track_modes(batch.terminal_states)
         if self.replay is not None:
             if cfg.replay_batch and len(self.replay):
                 objects, log_rewards = self.replay.sample(cfg.replay_batch, self.generator)
@@ -152,12 +165,15 @@ class Trainer:
             out.update(distribution_metrics(self.graph.terminal_distribution(self.eval_policy),
                                             self.graph.target))
             out["log_z_true"] = float(self.graph.log_z)
+        if self.modes is not None:
             out["modes_found"] = self.modes.n_found
-            out["n_modes"] = self.graph.n_modes
+            out["n_modes"] = self.modes.n_modes
         if n_samples:
             generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
             objects = self.sample_objects(n_samples, generator)
-            out["mean_log_reward_samples"] = float(self.env.log_reward(objects).mean())
+            log_rewards = self.env.log_reward(objects)
+            out["mean_log_reward_samples"] = float(log_rewards.mean())
+            out.update({f"{k}_samples": v for k, v in self.env.sample_metrics(objects, log_rewards).items()})
             if self.graph is not None:
                 empirical = self.graph.empirical_distribution(objects)
                 metrics = distribution_metrics(empirical, self.graph.target)
