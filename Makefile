@@ -26,7 +26,7 @@ demo: install
 	$(GFN) sample $(DEMO)/untrained -n 5000 --exploration 0.5 --out $(DEMO)/explored.csv
 	@echo "== 3/4 ... then 200 epochs on them, trajectories drawn backward with P_B"
 	$(GFN) train hypergrid --preset tutorial --offline $(DEMO)/explored.csv --epochs 200 \
-		--batch-size 500 --out $(DEMO)/tutorial-offline
+		--batch-size 500 --final-samples 2000 --out $(DEMO)/tutorial-offline
 	@echo "== 4/4 a 4-D hypergrid of side 8, with the L1 of 200k samples"
 	$(GFN) train hypergrid --ndim 4 --height 8 --iters 2000 --final-samples 200000 --out $(DEMO)/hypergrid-4d
 	$(GFN) report $(DEMO)/tutorial $(DEMO)/tutorial-offline $(DEMO)/hypergrid-4d

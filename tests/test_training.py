@@ -204,3 +204,13 @@ def test_moving_average_beats_raw_weights_on_4d():
 def test_quality_other_objectives_2d(objective):
     summary = quality_run(2, objective, 5000)
     assert summary["l1"] <= 0.1, summary
+
+
+def test_evaluation_samples_count_modes_without_touching_the_run():
+    trainer = Trainer(small_config(iters=0), progress=False)
+    before = trainer.modes.found.clone()
+    result = trainer.evaluate(n_samples=3000)
+    assert torch.equal(trainer.modes.found, before)
+    assert 0 <= result["modes_found_samples"] <= result["n_modes"] == 4
+    assert {"l1_samples", "tv_samples", "jsd_samples", "mean_log_reward_samples"} <= set(result)
+    assert "kl_samples" not in result  # infinite wherever a sample count is zero

@@ -162,7 +162,7 @@ def evaluate(run_dir: str, samples: int) -> None:
 
 
 REPORT_COLUMNS = ("env", "objective", "iterations", "seconds", "l1", "l1_samples", "jsd", "log_z",
-                  "log_z_true", "modes_found", "n_modes")
+                  "log_z_true", "modes_found", "modes_found_samples", "n_modes")
 
 
 @cli.command()

@@ -85,13 +85,14 @@ class Trainer:
         probe = self.env.modes_hit(self.env.initial_states(0))
         return ModeTracker(torch.ones(probe.shape[1], dtype=torch.bool)) if probe is not None else None
 
-    def _track_modes(self, objects: torch.Tensor) -> None:
-        if self.modes is None:
+    def _track_modes(self, objects: torch.Tensor, tracker: ModeTracker | None = None) -> None:
+        tracker = tracker or self.modes
+        if tracker is None:
             return
         if self.graph is not None:
-            self.modes.update(self.graph.terminal_positions(objects))
+            tracker.update(self.graph.terminal_positions(objects))
         else:
-            self.modes.update(self.env.modes_hit(objects).any(dim=0).nonzero().squeeze(1))
+            tracker.update(self.env.modes_hit(objects).any(dim=0).nonzero().squeeze(1))
 
     # ------------------------------------------------------------------ batches
     @property
@@ -174,6 +175,10 @@ class Trainer:
             log_rewards = self.env.log_reward(objects)
             out["mean_log_reward_samples"] = float(log_rewards.mean())
             out.update({f"{k}_samples": v for k, v in self.env.sample_metrics(objects, log_rewards).items()})
+            if self.modes is not None:  # modes among these samples; the run's own count is untouched
+                in_samples = ModeTracker(self.modes.mode_mask)
+                self._track_modes(objects, in_samples)
+                out["modes_found_samples"] = in_samples.n_found
             if self.graph is not None:
                 empirical = self.graph.empirical_distribution(objects)
                 metrics = distribution_metrics(empirical, self.graph.target)
