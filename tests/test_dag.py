@@ -326,6 +326,13 @@ def test_cli_train_dag(tmp_path):
     assert summary["objective"] == "mdb"  # the environment's run defaults
     assert (out / "plots" / "edge_marginals.png").stat().st_size > 1000
 
+    # a config file overrides the environment's run defaults only where it says so
+    config = tmp_path / "run.yaml"
+    config.write_text("iters: 5\nhidden: 8\nenv_args:\n  nodes: 3\n")
+    assert main(["train", "dag", "--config", str(config), "--quiet", "--out", str(tmp_path / "cfg")]) == 0
+    summary = json.loads((tmp_path / "cfg" / "summary.json").read_text())
+    assert summary["objective"] == "mdb" and summary["iterations"] == 5
+
     # user data: a CSV with a header of node names, discrete labels scored with BDe
     data = tmp_path / "data.csv"
     rng = np.random.default_rng(0)

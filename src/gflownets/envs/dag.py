@@ -85,7 +85,7 @@ class DAG(DiscreteEnv):
     Config = DAGConfig
     #: RunConfig values that `gflownets train dag` starts from (before --config and options):
     #: the settings tuned in bench/dag.py
-    run_defaults = {"objective": "mdb", "backward_policy": "uniform", "iters": 5000,
+    run_defaults = {"objective": "mdb", "backward_policy": "uniform", "iters": 8000,
                     "batch_size": 32, "lr": 1e-3, "exploration": 0.1, "replay_size": 10000,
                     "replay_batch": 32, "target_decay": 0.99, "eval_every": 1000}
 
@@ -111,7 +111,11 @@ class DAG(DiscreteEnv):
         self.d = d = len(self.names)
         if d > 30:
             raise ConfigError(f"dag: at most 30 nodes (parent sets are bitmasks), got {d}")
-        self.scorer: LocalScore = (BDeScore(self.data, ess=config.ess) if discrete else BGeScore(self.data))
+        if discrete:  # synthetic data: every node has `arity` values, observed or not
+            arities = None if config.data else [config.arity] * d
+            self.scorer: LocalScore = BDeScore(self.data, arities=arities, ess=config.ess)
+        else:
+            self.scorer = BGeScore(self.data)
         self.graph_prior = GraphPrior(config.prior, d, config.prior_edges_per_node * d)
         self.max_parents = config.max_parents if config.max_parents else d - 1
         self.n_actions = d * d + 1
