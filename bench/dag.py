@@ -33,7 +33,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="data seeds (= training seeds)")
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dag.json"))
     run_fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     for key, value in DAG.run_defaults.items():
