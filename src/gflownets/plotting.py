@@ -123,7 +123,7 @@ def plot_distribution_scatter(learned: np.ndarray, target: np.ndarray, out: Path
 def plot_matrices(panels: list[tuple[str, np.ndarray]], labels: list[str], out: Path) -> Path:
     """Side-by-side heatmaps of square matrices in [0, 1] (e.g. edge marginals P(i -> j)):
     rows are sources, columns targets, each cell annotated with its value."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 3.6), squeeze=False,
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 4.0), squeeze=False,
                              layout="constrained")
     n = len(labels)
     for ax, (title, matrix) in zip(axes[0], panels):
