@@ -26,6 +26,8 @@ def batches(env, policy, generator):
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_zero_at_optimal_flows_and_positive_when_perturbed(small_env, name, backward, generator):
     graph = StateGraph(small_env)
+    if name in ("mdb",) and not graph.forward_mask[:, -1].all():
+        pytest.skip("modified detailed balance needs every state to be terminal")
     log_pb = random_backward_policy(graph, 7) if backward == "random" else None
     policy = optimal_tabular_policy(graph, log_pb)
     # the optimum samples the target exactly

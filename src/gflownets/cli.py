@@ -27,12 +27,16 @@ ALIASES = {"exploration": ["--epsilon", "--gamma"]}
 NOT_OPTIONS = {"env", "env_args"}
 
 
-def _option_for(field: dataclasses.Field, prefix: str = "") -> click.Option:
+def _option_for(field: dataclasses.Field, prefix: str = "",
+                shown_defaults: dict[str, Any] | None = None) -> click.Option:
     """A click option for a dataclass field, defaulting to None so that only values given on
-    the command line override the config file or preset."""
+    the command line override the config file or preset. `shown_defaults` overrides the
+    default named in the help (an environment's `run_defaults`)."""
     name = field.name.replace("_", "-")
     help_text = field.metadata.get("help", "")
     default = field.default if field.default is not dataclasses.MISSING else None
+    if shown_defaults and field.name in shown_defaults:
+        default = shown_defaults[field.name]
     if default is not None:
         help_text += f"  [default: {default}]"
     if isinstance(field.default, bool):
@@ -56,7 +60,8 @@ def _make_train_command(env_name: str) -> click.Command:
     env_fields = list(dataclasses.fields(env_cls.Config))
     clash = {f.name for f in run_fields} & {f.name for f in env_fields}
     assert not clash, f"{env_name} options clash with training options: {clash}"
-    params = [_option_for(f) for f in env_fields] + [_option_for(f) for f in run_fields]
+    params = [_option_for(f) for f in env_fields]
+    params += [_option_for(f, shown_defaults=env_cls.run_defaults) for f in run_fields]
     params += [
         click.Option(["--out", "out"], type=click.Path(file_okay=False), required=True,
                      help="run folder: config.yaml, metrics.jsonl, summary.json, checkpoint.pt, plots/"),
@@ -81,12 +86,16 @@ def _make_train_command(env_name: str) -> click.Command:
                 raise CheckpointError(f"{out_dir} holds a {config.env} run, not {env_name}")
         elif config_file:
             config = RunConfig.load(config_file)
-            if config.env != env_name and "env" in _yaml_keys(config_file):
+            keys = _yaml_keys(config_file)
+            if config.env != env_name and "env" in keys:
                 raise ConfigError(f"config file {config_file} is for env {config.env!r}, "
                                   f"but the command trains {env_name!r}")
             config.env = env_name
+            for key, value in env_cls.run_defaults.items():
+                if key not in keys:
+                    setattr(config, key, value)
         else:
-            config = RunConfig(env=env_name)
+            config = RunConfig(env=env_name, **env_cls.run_defaults)
         for key, value in _explicit(ctx, [f.name for f in run_fields]).items():
             setattr(config, key, value)
         config.env_args = {**config.env_args, **_explicit(ctx, [f.name for f in env_fields])}

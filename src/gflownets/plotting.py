@@ -1,5 +1,6 @@
 """Plots of a run: training curves for every run; learned vs target distribution; for 2-D
-grids, side-by-side heatmaps and the forward/backward policies drawn as arrows."""
+grids, side-by-side heatmaps and the forward/backward policies drawn as arrows; whatever the
+environment adds with its `extra_plots` hook (matrix heatmaps: `plot_matrices`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def write_plots(trainer: Trainer, folder: Path) -> list[Path]:
             written.append(plot_grid_policy(trainer, folder / "policy.png"))
         else:
             written.append(plot_distribution_scatter(learned, target, folder / "distribution.png"))
+    written += trainer.env.extra_plots(trainer, folder)
     return written
 
 
@@ -113,6 +115,28 @@ def plot_distribution_scatter(learned: np.ndarray, target: np.ndarray, out: Path
     ax.set(xscale="log", yscale="log", xlabel="target R(x)/Z", ylabel="learned P(x)",
            title=f"{len(target)} objects, exact L1 = {np.abs(learned - target).sum():.4f}")
     fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_matrices(panels: list[tuple[str, np.ndarray]], labels: list[str], out: Path) -> Path:
+    """Side-by-side heatmaps of square matrices in [0, 1] (e.g. edge marginals P(i -> j)):
+    rows are sources, columns targets, each cell annotated with its value."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 4.0), squeeze=False,
+                             layout="constrained")
+    n = len(labels)
+    for ax, (title, matrix) in zip(axes[0], panels):
+        im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+        ax.set(title=title, xticks=range(n), yticks=range(n), xlabel="to", ylabel="from")
+        ax.set_xticklabels(labels, rotation=90 if n > 8 else 0, fontsize=8)
+        ax.set_yticklabels(labels, fontsize=8)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if matrix[i, j] > 0.6 else "black")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

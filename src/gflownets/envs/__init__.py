@@ -1,11 +1,12 @@
 """Environments: batched state tensors, masks, transitions and rewards (one class each)."""
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.envs.dag import DAG, DAGConfig
 from gflownets.envs.hypergrid import Hypergrid, HypergridConfig
 from gflownets.envs.sets import Sets, SetsConfig
 
 #: name -> class; the CLI builds `gflownets train NAME` from this table.
-ENVIRONMENTS: dict[str, type[DiscreteEnv]] = {cls.name: cls for cls in (Hypergrid, Sets)}
+ENVIRONMENTS: dict[str, type[DiscreteEnv]] = {cls.name: cls for cls in (Hypergrid, Sets, DAG)}
 
-__all__ = ["DiscreteEnv", "EnvConfig", "Hypergrid", "HypergridConfig", "Sets", "SetsConfig",
+__all__ = ["DAG", "DAGConfig", "DiscreteEnv", "EnvConfig", "Hypergrid", "HypergridConfig", "Sets", "SetsConfig",
            "ENVIRONMENTS"]

@@ -40,6 +40,9 @@ class DiscreteEnv(abc.ABC):
     name: ClassVar[str]
     Config: ClassVar[type[EnvConfig]]
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: RunConfig values that `gflownets train NAME` starts from instead of RunConfig's defaults
+    #: (a config file and command-line options still override them)
+    run_defaults: ClassVar[dict[str, Any]] = {}
 
     #: number of actions, exit included (the last one)
     n_actions: int
@@ -194,6 +197,23 @@ class DiscreteEnv(abc.ABC):
         """Environment-specific metrics of a batch of samples (diversity, top-k reward, ...),
         reported with the `_samples` metrics at each evaluation."""
         return {}
+
+    def exact_metrics(self, graph: Any, learned: torch.Tensor) -> dict[str, float]:
+        """Environment-specific metrics of the exact learned distribution `learned` over
+        `graph.terminal_states` (a StateGraph), next to the generic ones; `graph.target` is
+        the exact target. Called at each evaluation of an enumerable environment."""
+        return {}
+
+    def extra_plots(self, trainer: Any, folder: Any) -> list[Any]:
+        """Environment-specific plots written under the run's plots/ folder; returns their paths."""
+        return []
+
+    def log_reward_change(self, states: torch.Tensor, actions: torch.Tensor,
+                          children: torch.Tensor) -> torch.Tensor:
+        """log R(children) - log R(states) for children = step(states, actions), where every
+        state is terminal. Environments with a decomposable reward override it with the
+        cheaper local difference (the "delta score" of structure learning)."""
+        return self.log_reward(children) - self.log_reward(states)
 
     # ----------------------------------------------------------------- enumeration
     def enumerate_states(self) -> torch.Tensor:

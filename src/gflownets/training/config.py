@@ -40,7 +40,7 @@ class RunConfig:
     env: str = _field("hypergrid", "environment name")
     preset: str | None = _field(None, "named environment preset")
     env_args: dict[str, Any] = dataclasses.field(default_factory=dict)
-    objective: str = _field("tb", "fm | db | tb | subtb")
+    objective: str = _field("tb", "fm | db | tb | subtb | mdb (modified DB: every state terminal)")
     iters: int = _field(2000, "training iterations")
     batch_size: int = _field(16, "trajectories per iteration")
     lr: float = _field(1e-3, "Adam learning rate of the network")
@@ -54,6 +54,8 @@ class RunConfig:
                                      "the training sampler (0..1)")
     temperature: float = _field(1.0, "temperature of the sampling policy (> 0)")
     subtb_lambda: float = _field(0.9, "lambda of sub-trajectory balance (> 0)")
+    target_decay: float = _field(0.0, "mdb: decay of a Polyak-averaged target network that gives "
+                                      "log P_F(exit | s') (0: no target network)")
     ema_decay: float = _field(0.99, "evaluate and sample with an exponential moving average of the "
                                     "policy's weights with this decay (0: the raw weights)")
     replay_size: int = _field(0, "capacity of the replay buffer of finished objects (0: off)")
@@ -107,6 +109,8 @@ class RunConfig:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not 0.0 <= self.target_decay < 1.0:
+            raise ConfigError(f"target_decay must be in [0, 1), got {self.target_decay!r}")
         if not 0.0 <= self.exploration <= 1.0:
             raise ConfigError(f"exploration (gamma) must be in [0, 1], got {self.exploration!r}")
         if self.replay_batch > 0 and self.replay_size == 0:

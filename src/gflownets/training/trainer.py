@@ -17,7 +17,7 @@ from tqdm import tqdm
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import CheckpointError
 from gflownets.evaluation import ModeTracker, distribution_metrics, try_state_graph
-from gflownets.objectives import USES_STATE_FLOW, estimated_log_z, get_objective
+from gflownets.objectives import USES_STATE_FLOW, USES_TARGET, estimated_log_z, get_objective
 from gflownets.policies import MLPPolicy, Policy, TabularPolicy
 from gflownets.sampling import Trajectories, sample_backward, sample_forward
 from gflownets.training.config import RunConfig
@@ -61,7 +61,10 @@ class Trainer:
             {"params": self.policy.network_parameters(), "lr": config.lr},
             {"params": self.policy.flow_parameters(), "lr": config.lr_logz},
         ])
-        self.objective = get_objective(config.objective, config.subtb_lambda)
+        # target network (mdb): a Polyak-averaged copy, without gradient, for the bootstrapped side
+        self.target_policy = (copy.deepcopy(self.policy, memo={id(self.env): self.env})
+                              if config.target_decay > 0 and config.objective in USES_TARGET else None)
+        self.objective = get_objective(config.objective, config.subtb_lambda, target=self.target_policy)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.replay = ReplayBuffer(config.replay_size, self.env.state_shape) if config.replay_size else None
         self.modes = self._mode_tracker()
@@ -144,6 +147,10 @@ class Trainer:
             with torch.no_grad():
                 for averaged, current in zip(self.ema_policy.parameters(), self.policy.parameters()):
                     averaged.lerp_(current, 1.0 - self.config.ema_decay)
+        if self.target_policy is not None:
+            with torch.no_grad():
+                for averaged, current in zip(self.target_policy.parameters(), self.policy.parameters()):
+                    averaged.lerp_(current, 1.0 - self.config.target_decay)
         return float(loss.detach())
 
     @property
@@ -163,9 +170,10 @@ class Trainer:
         measured on that many samples (suffix `_samples`)."""
         out: dict[str, Any] = {"log_z": estimated_log_z(self.eval_policy, self.config.objective)}
         if self.graph is not None:
-            out.update(distribution_metrics(self.graph.terminal_distribution(self.eval_policy),
-                                            self.graph.target))
+            learned = self.graph.terminal_distribution(self.eval_policy)
+            out.update(distribution_metrics(learned, self.graph.target))
             out["log_z_true"] = float(self.graph.log_z)
+            out.update(self.env.exact_metrics(self.graph, learned))
         if self.modes is not None:
             out["modes_found"] = self.modes.n_found
             out["n_modes"] = self.modes.n_modes
@@ -275,6 +283,7 @@ class Trainer:
             "loss_window": list(self.loss_window),
             "policy": self.policy.state_dict(),
             "ema_policy": self.ema_policy.state_dict() if self.ema_policy is not None else None,
+            "target_policy": self.target_policy.state_dict() if self.target_policy is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -296,6 +305,8 @@ class Trainer:
             self.policy.load_state_dict(state["policy"])
             if self.ema_policy is not None:
                 self.ema_policy.load_state_dict(state["ema_policy"] or state["policy"])
+            if self.target_policy is not None:
+                self.target_policy.load_state_dict(state.get("target_policy") or state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{path} does not fit this policy "
