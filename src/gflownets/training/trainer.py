@@ -144,13 +144,9 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         if self.ema_policy is not None:
-            with torch.no_grad():
-                for averaged, current in zip(self.ema_policy.parameters(), self.policy.parameters()):
-                    averaged.lerp_(current, 1.0 - self.config.ema_decay)
+            _polyak_update(self.ema_policy, self.policy, self.config.ema_decay)
         if self.target_policy is not None:
-            with torch.no_grad():
-                for averaged, current in zip(self.target_policy.parameters(), self.policy.parameters()):
-                    averaged.lerp_(current, 1.0 - self.config.target_decay)
+            _polyak_update(self.target_policy, self.policy, self.config.target_decay)
         return float(loss.detach())
 
     @property
@@ -322,6 +318,13 @@ class Trainer:
         self.offline_cursor = state["offline"]["cursor"]
         if self.modes is not None and state["modes_found"] is not None:
             self.modes.found = state["modes_found"]
+
+
+@torch.no_grad()
+def _polyak_update(averaged: Policy, current: Policy, decay: float) -> None:
+    """averaged <- decay * averaged + (1 - decay) * current, parameter by parameter."""
+    for avg, cur in zip(averaged.parameters(), current.parameters()):
+        avg.lerp_(cur, 1.0 - decay)
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
