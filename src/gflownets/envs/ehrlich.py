@@ -111,11 +111,11 @@ class EhrlichFunction:
     def motif_presence(self, x: torch.Tensor) -> torch.Tensor:
         """(B, c) quantised fraction h_i(x) of each motif present at its best position."""
         k = self.motif_length
-        span = int(self.offsets.max())
-        starts = torch.arange(self.dim - span)
+        starts = torch.arange(self.dim)
         index = starts[None, :, None] + self.offsets[:, None, :]  # (c, P, k)
-        gathered = x[:, index]  # (B, c, P, k)
-        count = (gathered == self.motifs[None, :, None, :]).sum(dim=-1).double()
+        fits = index[:, :, -1] < self.dim  # (c, P): the motif's own span fits from this start
+        gathered = x[:, index.clamp(max=self.dim - 1)]  # (B, c, P, k)
+        count = (gathered == self.motifs[None, :, None, :]).sum(dim=-1).double() * fits
         step = math.ceil(k / self.quantization)
         quantised = torch.div(count, step, rounding_mode="floor") / (k / step)
         return quantised.max(dim=-1).values
