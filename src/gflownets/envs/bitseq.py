@@ -6,8 +6,9 @@ fixed set M of mode sequences:
 
 M is built as in the paper's code: each mode concatenates n/8 blocks drawn uniformly, with
 replacement, from H = {00000000, 11111111, 11110000, 00001111, 00111100} (truncated to n bits
-when 8 does not divide n), reproducibly from `mode_seed` (numpy's PCG64: the same
-construction, not the paper's exact draw). A mode counts as found once a sample lies within
+when 8 does not divide n), repeated modes drawn again, reproducibly from `mode_seed` (numpy's
+PCG64: the same construction, not the paper's exact draw). The paper's code uses
+log R = 1 - d/n with a reward exponent; exp(-beta d / n) is the same family. A mode counts as found once a sample lies within
 Hamming distance `mode_threshold` of it (30 of 120 bits in the paper).
 
 `prepend=False` is the append-only (autoregressive) space; `prepend=True` is the paper's
@@ -56,11 +57,18 @@ class BitSeqConfig(EnvConfig):
 
 
 def make_modes(length: int, num_modes: int, seed: int) -> torch.Tensor:
-    """(num_modes, length) 0/1 mode set: concatenations of random blocks of `BLOCKS`."""
+    """(num_modes, length) distinct 0/1 modes: concatenations of random blocks of `BLOCKS`
+    (a repeated draw is discarded and drawn again, as the paper's code keeps a set)."""
     blocks = np.array([[int(b) for b in block] for block in BLOCKS], dtype=np.int64)
     n_blocks = -(-length // 8)
-    picks = np.random.default_rng(seed).integers(0, len(BLOCKS), size=(num_modes, n_blocks))
-    return torch.from_numpy(blocks[picks].reshape(num_modes, -1)[:, :length].copy())
+    rng = np.random.default_rng(seed)
+    modes: dict[bytes, np.ndarray] = {}
+    for _ in range(1000 * num_modes):
+        mode = blocks[rng.integers(0, len(BLOCKS), size=n_blocks)].reshape(-1)[:length]
+        modes.setdefault(mode.tobytes(), mode)
+        if len(modes) == num_modes:
+            return torch.from_numpy(np.stack(list(modes.values())))
+    raise ConfigError(f"cannot draw {num_modes} distinct modes of {length} bits")
 
 
 class BitSeq(SequenceEnv):
@@ -113,11 +121,11 @@ class BitSeq(SequenceEnv):
         return hamming_matrix(self.to_bits(a), self.to_bits(b))
 
     def test_set(self, n: int, seed: int = 0) -> torch.Tensor:
-        """n held-out sequences spread over all reward levels: a random mode with a uniformly
-        random number (0 to n_bits/2) of random bits flipped (as full-length token states)."""
+        """n held-out sequences spread over all reward levels, as the paper's test set: a random
+        mode with a uniformly random number (1 to n_bits) of distinct bits flipped."""
         gen = torch.Generator().manual_seed(seed)
         bits = self.modes[torch.randint(len(self.modes), (n,), generator=gen)].clone()
-        flips = torch.randint(0, self.n_bits // 2 + 1, (n,), generator=gen)
+        flips = torch.randint(1, self.n_bits + 1, (n,), generator=gen)
         order = torch.rand(n, self.n_bits, generator=gen).argsort(dim=1)
         flip = torch.zeros_like(bits, dtype=torch.bool)
         flip.scatter_(1, order, torch.arange(self.n_bits).expand(n, -1) < flips[:, None])

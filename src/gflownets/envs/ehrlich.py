@@ -156,8 +156,9 @@ class EhrlichConfig(EnvConfig):
     epistasis_factor: float = dataclasses.field(default=0.0, metadata={"help": "epistasis of the response"})
     oracle_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the Ehrlich function"})
     beta: float = dataclasses.field(default=8.0, metadata={"help": "reward R = f^beta"})
-    floor: float = dataclasses.field(default=1e-8, metadata={
-        "help": "reward floor: f = 0 (or f^beta below it) gets this reward"})
+    floor: float = dataclasses.field(default=1e-30, metadata={
+        "help": "reward floor (> 0): f = 0 gets this reward; below (1/q)^(c*beta), the least "
+                "non-zero f^beta, so only f = 0 is floored"})
     mask_infeasible: bool = dataclasses.field(default=True, metadata={
         "help": "mask actions that create an infeasible pair of neighbours"})
     prepend: bool = dataclasses.field(default=False, metadata={
