@@ -393,3 +393,16 @@ def test_cli_trains_ehrlich_and_bitseq(tmp_path):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("modes_found" in line for line in lines)
     assert any("modes_hit_samples" in line for line in lines)
+
+
+def test_offline_sequences_give_novelty(tmp_path):
+    env = Sequence(alphabet="ACGT", max_length=6)
+    data = env.encode(["ACGTAC", "AC", "GGGT", "T"])
+    path = tmp_path / "data.csv"
+    rows = env.objects_to_rows(data)
+    path.write_text(",".join(env.object_columns) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    config = RunConfig(objective="tb", iters=4, batch_size=4, hidden=16, eval_every=0, final_samples=64,
+                       offline=str(path), threads=1)
+    summary = Trainer(config, env=env, progress=False).run()
+    assert torch.equal(env.reference, data)
+    assert summary["novelty_samples"] >= 0 and "top100_diversity_samples" in summary

@@ -37,7 +37,8 @@ class SequenceEnv(DiscreteEnv):
 
     #: (V, V) bool: may token v follow token u? None: every pair is allowed.
     allowed: torch.Tensor | None = None
-    #: finished objects the `novelty` sample metric is measured against (None: not reported)
+    #: finished objects the `novelty` sample metric is measured against (None: not reported);
+    #: training with offline data (`--offline`) sets it to that data set
     reference: torch.Tensor | None = None
     #: how many of the best distinct samples the top-k metrics use
     top_k: int = 100

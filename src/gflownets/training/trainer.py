@@ -72,6 +72,8 @@ class Trainer:
         if config.offline:
             self.offline_objects = read_objects_csv(config.offline, self.env)
             self.offline_log_rewards = self.env.log_reward(self.offline_objects)
+            if getattr(self.env, "reference", False) is None:  # novelty is measured against the data
+                self.env.reference = self.offline_objects
 
         self.step = 0
         self.train_seconds = 0.0
