@@ -126,7 +126,7 @@ def test_object_rows_are_validated():
         env.objects_from_rows(np.array([[0, -1, 2, -1]]))
     with pytest.raises(DataError, match="min_length"):
         env.objects_from_rows(np.array([[0, -1, -1, -1]]))
-    bits = BitSeq(length=6, token_bits=2)
+    bits = BitSeq(length=6, token_bits=2, num_modes=4)
     with pytest.raises(DataError, match="not 0 or 1"):
         bits.objects_from_rows(np.array([[0, 1, 2, 0, 1, 1]]))
     ehrlich = Ehrlich(num_states=6, dim=8, num_motifs=2, motif_length=3)
@@ -135,6 +135,8 @@ def test_object_rows_are_validated():
         ehrlich.objects_from_rows(np.array([[u, v] + [v] * 6]))
     with pytest.raises(ConfigError):
         BitSeq(length=10, token_bits=4)
+    with pytest.raises(ConfigError, match="distinct modes"):
+        BitSeq(length=6, token_bits=2)  # only 5 distinct 6-bit modes exist
     with pytest.raises(ConfigError):
         Ehrlich(num_states=8, dim=8, num_motifs=3, motif_length=3)
 
