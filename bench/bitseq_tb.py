@@ -4,7 +4,8 @@ modes found over training (a mode is found when a training sample lies within Ha
 trajectories) and log R(x) on a held-out test set of 1000 sequences (modes with 1..n random
 bits flipped), and sample metrics of the final sampler.
 
-    PYTHONPATH=src python bench/bitseq_tb.py --seconds 1200          # the run reported
+    PYTHONPATH=src python bench/bitseq_tb.py --seconds 1080                      # reported (beta 3)
+    PYTHONPATH=src python bench/bitseq_tb.py --seconds 840 --beta 120 --out bitseq_tb_beta120.json
     PYTHONPATH=src python bench/bitseq_tb.py --iters 50000 --seconds 1e9   # the paper's budget
 """
 

@@ -5,7 +5,8 @@ distinct optimal (f = 1) sequences found; at the end, from the trained sampler a
 search: top-100 mean f (over distinct sequences), their diversity (mean pairwise Hamming
 distance), the best f and the fraction of optimal samples.
 
-    PYTHONPATH=src python bench/ehrlich_tb.py --seconds 900
+    PYTHONPATH=src python bench/ehrlich_tb.py --seconds 840 --floor 1e-30 --out ehrlich_tb_beta16.json  # reported
+    PYTHONPATH=src python bench/ehrlich_tb.py --seconds 1080 --beta 8 --floor 1e-30    # reported
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=900)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lr-logz", type=float, default=0.1)
+    parser.add_argument("--lr-logz", type=float, default=0.5)
     parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--beta", type=float, default=8.0)
-    parser.add_argument("--floor", type=float, default=1e-30)
+    parser.add_argument("--beta", type=float, default=16.0)
+    parser.add_argument("--floor", type=float, default=1e-40)
     parser.add_argument("--exploration", type=float, default=0.0)
     parser.add_argument("--replay", type=int, default=0, help="replay buffer size (0: off)")
     parser.add_argument("--prepend", action="store_true")

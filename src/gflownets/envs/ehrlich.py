@@ -19,7 +19,8 @@ r(h) = h * (1 + epistasis * h * (h - 1)) (r(h) = h for the default epistasis 0).
 1.0, reached by `optimal_solution()`.
 
 The environment `ehrlich` builds length-L sequences (appending, or prepending and appending)
-with reward R(x) = f(x)^beta, floored at `reward_floor` (f = 0 has log-reward log floor).
+with reward R(x) = f(x)^beta, floored at `floor` (f = 0 has log-reward log floor; default
+beta 16, floor 1e-40).
 By default the known feasibility constraint masks the actions that would create a forbidden
 pair (`mask_infeasible`), so every finished sequence is feasible; with it off, infeasible
 sequences are reachable and get the floor.
@@ -155,8 +156,9 @@ class EhrlichConfig(EnvConfig):
         "help": "quantisation levels q of each motif's presence (0: q = motif_length)"})
     epistasis_factor: float = dataclasses.field(default=0.0, metadata={"help": "epistasis of the response"})
     oracle_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the Ehrlich function"})
-    beta: float = dataclasses.field(default=8.0, metadata={"help": "reward R = f^beta"})
-    floor: float = dataclasses.field(default=1e-30, metadata={
+    beta: float = dataclasses.field(default=16.0, metadata={
+        "help": "reward R = f^beta (16 did best in bench/ehrlich_tb.py)"})
+    floor: float = dataclasses.field(default=1e-40, metadata={
         "help": "reward floor (> 0): f = 0 gets this reward; below (1/q)^(c*beta), the least "
                 "non-zero f^beta, so only f = 0 is floored"})
     mask_infeasible: bool = dataclasses.field(default=True, metadata={
