@@ -6,6 +6,7 @@ bits flipped), and sample metrics of the final sampler.
 
     PYTHONPATH=src python bench/bitseq_tb.py --seconds 1080                      # reported (beta 3)
     PYTHONPATH=src python bench/bitseq_tb.py --seconds 840 --beta 120 --out bitseq_tb_beta120.json
+    PYTHONPATH=src python bench/bitseq_tb.py --seconds 1260 --beta 120 --out bitseq_tb_beta120_long.json
     PYTHONPATH=src python bench/bitseq_tb.py --iters 50000 --seconds 1e9   # the paper's budget
 """
 
