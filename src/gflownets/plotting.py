@@ -35,20 +35,46 @@ def write_plots(trainer: Trainer, folder: Path) -> list[Path]:
 
 
 def plot_training_curves(metrics_path: Path, out: Path) -> Path:
+    """Loss and distance to the target; when the log has them, modes found and the top-k
+    reward/score of samples (sequence environments) in extra panels."""
     lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
     records = [json.loads(line) for line in lines if line.strip()]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    top_keys = sorted({k for r in records for k in r if k.startswith("top") and
+                       k.endswith(("_reward_samples", "_score_samples"))} |
+                      ({"max_score_samples"} if any("max_score_samples" in r for r in records) else set()))
+    has_modes = any("modes_found" in r for r in records)
+    has_distance = any("l1" in r or "l1_samples" in r for r in records)
+    n_panels = 1 + int(has_distance or not (has_modes or top_keys)) + int(has_modes) + int(bool(top_keys))
+    fig, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 3.6), squeeze=False)
+    axes = list(axes[0])
     steps = [r["step"] for r in records]
-    axes[0].plot(steps, [r["loss"] for r in records])
-    axes[0].set(xlabel="iteration", ylabel="loss", yscale="log", title="training loss")
-    evals = [r for r in records if "l1" in r or "l1_samples" in r]
-    for key, label in (("l1", "exact L1"), ("l1_samples", "L1 from samples")):
-        points = [(r["step"], r[key]) for r in evals if key in r]
-        if points:
-            axes[1].plot(*zip(*points), marker="o", ms=3, label=label)
-    axes[1].set(xlabel="iteration", ylabel="L1 = sum |p - p*|", title="distance to target")
-    if evals:
-        axes[1].legend()
+    ax = axes.pop(0)
+    ax.plot(steps, [r["loss"] for r in records])
+    ax.set(xlabel="iteration", ylabel="loss", yscale="log", title="training loss")
+    if has_distance or not (has_modes or top_keys):
+        ax = axes.pop(0)
+        evals = [r for r in records if "l1" in r or "l1_samples" in r]
+        for key, label in (("l1", "exact L1"), ("l1_samples", "L1 from samples")):
+            points = [(r["step"], r[key]) for r in evals if key in r]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=label)
+        ax.set(xlabel="iteration", ylabel="L1 = sum |p - p*|", title="distance to target")
+        if evals:
+            ax.legend()
+    if has_modes:
+        ax = axes.pop(0)
+        points = [(r["step"], r["modes_found"]) for r in records if "modes_found" in r]
+        ax.plot(*zip(*points), marker="o", ms=3)
+        n_modes = next(r["n_modes"] for r in records if "n_modes" in r)
+        ax.axhline(n_modes, color="gray", lw=1, ls="--")
+        ax.set(xlabel="iteration", ylabel="modes found", title=f"modes found (of {n_modes})")
+    if top_keys:
+        ax = axes.pop(0)
+        for key in top_keys:
+            points = [(r["step"], r[key]) for r in records if key in r]
+            ax.plot(*zip(*points), marker="o", ms=3, label=key.removesuffix("_samples"))
+        ax.set(xlabel="iteration", ylabel="value", title="top-k of samples")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

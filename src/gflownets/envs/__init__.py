@@ -1,12 +1,17 @@
 """Environments: batched state tensors, masks, transitions and rewards (one class each)."""
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.envs.bitseq import BitSeq, BitSeqConfig
 from gflownets.envs.dag import DAG, DAGConfig
+from gflownets.envs.ehrlich import Ehrlich, EhrlichConfig, EhrlichFunction
 from gflownets.envs.hypergrid import Hypergrid, HypergridConfig
+from gflownets.envs.sequences import Sequence, SequenceConfig, SequenceEnv
 from gflownets.envs.sets import Sets, SetsConfig
 
 #: name -> class; the CLI builds `gflownets train NAME` from this table.
-ENVIRONMENTS: dict[str, type[DiscreteEnv]] = {cls.name: cls for cls in (Hypergrid, Sets, DAG)}
+ENVIRONMENTS: dict[str, type[DiscreteEnv]] = {
+    cls.name: cls for cls in (Hypergrid, Sets, BitSeq, Sequence, Ehrlich, DAG)}
 
-__all__ = ["DAG", "DAGConfig", "DiscreteEnv", "EnvConfig", "Hypergrid", "HypergridConfig", "Sets", "SetsConfig",
-           "ENVIRONMENTS"]
+__all__ = ["DAG", "DAGConfig", "DiscreteEnv", "EnvConfig", "Hypergrid", "HypergridConfig", "Sets",
+           "SetsConfig", "SequenceEnv", "Sequence", "SequenceConfig", "BitSeq", "BitSeqConfig",
+           "Ehrlich", "EhrlichConfig", "EhrlichFunction", "ENVIRONMENTS"]

@@ -75,6 +75,8 @@ class Trainer:
         if config.offline:
             self.offline_objects = read_objects_csv(config.offline, self.env)
             self.offline_log_rewards = self.env.log_reward(self.offline_objects)
+            if getattr(self.env, "reference", False) is None:  # novelty is measured against the data
+                self.env.reference = self.offline_objects
 
         self.step = 0
         self.train_seconds = 0.0
@@ -238,6 +240,9 @@ class Trainer:
             record.update(self.evaluate(cfg.eval_samples))
         else:
             record["log_z"] = estimated_log_z(self.eval_policy, cfg.objective)
+            if self.modes is not None:  # cheap, and it makes the modes-found curve fine-grained
+                record["modes_found"] = self.modes.n_found
+                record["n_modes"] = self.modes.n_modes
         return record
 
     def finish(self) -> dict[str, Any]:

@@ -1,0 +1,72 @@
+"""Shared helpers of the benchmark scripts: a time-bounded training loop that keeps a curve."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def train_with_budget(trainer, iters: int, seconds: float, every: int, on_batch=None, log=print):
+    """Train until `iters` iterations or `seconds` of training, whichever comes first. Every
+    `every` iterations append {step, seconds, modes_found, ...} to the returned curve;
+    `on_batch(batch)` sees each training batch (for task-specific running statistics) and
+    returns a dict merged into the curve points."""
+    curve = []
+    extra: dict = {}
+    started = time.perf_counter()
+    while trainer.step < iters and time.perf_counter() - started < seconds:
+        batch = trainer.make_batch()
+        loss = trainer.objective(trainer.policy, batch)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizer.step()
+        if trainer.ema_policy is not None:
+            with torch.no_grad():
+                for averaged, current in zip(trainer.ema_policy.parameters(), trainer.policy.parameters()):
+                    averaged.lerp_(current, 1.0 - trainer.config.ema_decay)
+        trainer.step += 1
+        if on_batch is not None:
+            extra = on_batch(batch) or extra
+        if trainer.step % every == 0:
+            point = {"step": trainer.step, "seconds": round(time.perf_counter() - started, 1),
+                     "loss": float(loss.detach()), "log_z": float(trainer.policy.log_z.detach())}
+            if trainer.modes is not None:
+                point["modes_found"] = trainer.modes.n_found
+            point.update(extra)
+            curve.append(point)
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items()))
+    trainer.train_seconds = time.perf_counter() - started
+    return curve
+
+
+def machine() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+
+
+def write_json(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def table(rows: list[dict], keys: list[str]) -> str:
+    widths = [max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys]
+    lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
+    lines += ["  ".join(_fmt(r.get(k)).rjust(w) for k, w in zip(keys, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,258 @@
+"""Sequences of tokens (seed of issue 3): the shared machinery of every sequence environment and
+`sequence`, the general one over any alphabet with variable length and any reward.
+
+A state is the sequence built so far, left-aligned and padded with -1: with L = 5,
+`[2, 0, 3, -1, -1]` holds three tokens. Forward actions, for a vocabulary of V tokens:
+
+- `v` (0 <= v < V): append token v (allowed while the sequence is shorter than L);
+- `V + v` (only with `prepend=True`): prepend token v (allowed on a non-empty sequence
+  shorter than L; the empty sequence is only ever extended by appending, so every edge of
+  the state graph is made by exactly one action);
+- the last action: exit, allowed once the sequence has at least `min_length` tokens.
+
+Backward action `a` undoes forward action `a`: "undo append v" is allowed when the last token
+is v, "undo prepend v" when the first token is v and the sequence has at least two tokens.
+In the append-only space every state has one parent, so the backward policy is irrelevant;
+with prepending a sequence of length l has 2^(l-1) construction orders and P_B matters.
+
+An optional feasibility relation `allowed[u, v]` (token v may follow token u) masks actions
+that would create a forbidden neighbour pair, so every reachable sequence is feasible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from gflownets.envs.base import DiscreteEnv, EnvConfig, RewardFn
+from gflownets.errors import ConfigError, DataError
+
+PAD = -1
+
+
+class SequenceEnv(DiscreteEnv):
+    """Base of the sequence environments; subclasses call `_setup` and define the reward."""
+
+    #: (V, V) bool: may token v follow token u? None: every pair is allowed.
+    allowed: torch.Tensor | None = None
+    #: finished objects the `novelty` sample metric is measured against (None: not reported);
+    #: training with offline data (`--offline`) sets it to that data set
+    reference: torch.Tensor | None = None
+    #: how many of the best distinct samples the top-k metrics use
+    top_k: int = 100
+
+    def _setup(self, vocab_size: int, max_length: int, min_length: int, prepend: bool) -> None:
+        self.vocab_size = int(vocab_size)
+        self.max_length = int(max_length)
+        self.min_length = int(min_length)
+        self.prepend = bool(prepend)
+        self.n_actions = self.vocab_size * (2 if self.prepend else 1) + 1
+        self.state_shape = (self.max_length,)
+        self.max_steps = self.max_length + 1
+        self.feature_dim = self.max_length * (self.vocab_size + 1)
+
+    # ------------------------------------------------------------------ helpers
+    def lengths(self, states: torch.Tensor) -> torch.Tensor:
+        return (states >= 0).sum(dim=-1)
+
+    def _last(self, states: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        return states.gather(1, (n - 1).clamp(min=0)[:, None]).squeeze(1)
+
+    @property
+    def initial_state(self) -> torch.Tensor:
+        return torch.full((self.max_length,), PAD, dtype=torch.long)
+
+    # ------------------------------------------------------------------ masks and steps
+    def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
+        n = self.lengths(states)
+        room = n < self.max_length
+        append = room[:, None].expand(-1, self.vocab_size)
+        if self.allowed is not None:
+            follows = self.allowed[self._last(states, n).clamp(min=0)]  # (B, V): v may follow last
+            append = append & (follows | (n == 0)[:, None])
+        parts = [append]
+        if self.prepend:
+            prepend = (room & (n > 0))[:, None].expand(-1, self.vocab_size)
+            if self.allowed is not None:
+                prepend = prepend & self.allowed[:, states[:, 0].clamp(min=0)].T  # v may precede first
+            parts.append(prepend)
+        parts.append((n >= self.min_length)[:, None])
+        return torch.cat(parts, dim=1)
+
+    def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
+        n = self.lengths(states)
+        tokens = torch.arange(self.vocab_size)
+        undo_append = (n > 0)[:, None] & (self._last(states, n)[:, None] == tokens)
+        if not self.prepend:
+            return undo_append
+        undo_prepend = (n > 1)[:, None] & (states[:, :1] == tokens)
+        return torch.cat([undo_append, undo_prepend], dim=1)
+
+    def _step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        out = states.clone()
+        is_append = actions < self.vocab_size
+        rows = is_append.nonzero().squeeze(1)
+        out[rows, self.lengths(states[rows])] = actions[rows]
+        if self.prepend:
+            rows = (~is_append).nonzero().squeeze(1)
+            shifted = torch.cat([(actions[rows] - self.vocab_size)[:, None], states[rows, :-1]], dim=1)
+            out[rows] = shifted
+        return out
+
+    def _backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        out = states.clone()
+        is_append = actions < self.vocab_size
+        rows = is_append.nonzero().squeeze(1)
+        out[rows, self.lengths(states[rows]) - 1] = PAD
+        if self.prepend:
+            rows = (~is_append).nonzero().squeeze(1)
+            out[rows] = torch.cat([states[rows, 1:], states.new_full((len(rows), 1), PAD)], dim=1)
+        return out
+
+    def features(self, states: torch.Tensor) -> torch.Tensor:
+        """One-hot of each position over {empty, token 0, ..., token V-1}."""
+        return torch.nn.functional.one_hot(states + 1, self.vocab_size + 1).flatten(1).float()
+
+    # ------------------------------------------------------------------ enumeration
+    def n_states_upper_bound(self) -> int:
+        return sum(self.vocab_size ** l for l in range(self.max_length + 1))
+
+    def _enumerate(self) -> torch.Tensor:
+        if self.n_states_upper_bound() > self.max_enumerable_states:
+            raise ValueError(f"{self.name}: up to {self.n_states_upper_bound():.3g} states, "
+                             "too many to enumerate")
+        return super()._enumerate()
+
+    # ------------------------------------------------------------------ objects
+    @property
+    def object_columns(self) -> list[str]:
+        return [f"t{i}" for i in range(self.max_length)]
+
+    def objects_to_rows(self, states: torch.Tensor) -> np.ndarray:
+        """Token ids, padded with -1 after the end of the sequence."""
+        return states.cpu().numpy().astype(np.int64)
+
+    def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.max_length:
+            raise DataError(f"{self.name} objects need {self.max_length} token columns, "
+                            f"got {rows.shape[-1] if rows.ndim else 0}")
+        bad = (rows < PAD) | (rows >= self.vocab_size)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise DataError(f"row {r + 1}: token {rows[r, c]} in column t{c} is outside "
+                            f"[0, {self.vocab_size - 1}] (or -1 for padding)")
+        present = rows >= 0
+        lengths = present.sum(axis=1)
+        gap = present[:, 1:] & ~present[:, :-1]
+        if gap.any():
+            r = int(np.argwhere(gap)[0][0])
+            raise DataError(f"row {r + 1}: -1 padding may only follow the last token")
+        short = lengths < self.min_length
+        if short.any():
+            r = int(np.argmax(short))
+            raise DataError(f"row {r + 1}: {lengths[r]} tokens, fewer than min_length={self.min_length}")
+        states = torch.from_numpy(rows.astype(np.int64))
+        if self.allowed is not None:
+            ok = self.feasible(states)
+            if not ok.all():
+                r = int((~ok).nonzero()[0])
+                raise DataError(f"row {r + 1}: {rows[r].tolist()} has a forbidden pair of neighbours")
+        return states
+
+    def feasible(self, states: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: every neighbour pair is allowed (True without a feasibility relation)."""
+        if self.allowed is None:
+            return torch.ones(states.shape[0], dtype=torch.bool)
+        left, right = states[:, :-1], states[:, 1:]
+        pair_ok = self.allowed[left.clamp(min=0), right.clamp(min=0)] | (right < 0)
+        return pair_ok.all(dim=1)
+
+    # ------------------------------------------------------------------ metrics
+    def distance_matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(Na, Nb) distances between finished objects: Hamming for fixed-length sequences,
+        Levenshtein (edit) distance otherwise."""
+        from gflownets.evaluation.diversity import edit_distance_matrix, hamming_matrix
+
+        if self.min_length == self.max_length:
+            return hamming_matrix(a, b)
+        return edit_distance_matrix(a, b)
+
+    def scores(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> torch.Tensor:
+        """The task's score of each object for the top-k metrics (default: the reward)."""
+        return log_rewards.double().exp()
+
+    def sample_metrics(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> dict[str, float]:
+        from gflownets.evaluation.diversity import sequence_sample_metrics
+
+        return sequence_sample_metrics(self, objects, log_rewards, k=self.top_k, reference=self.reference)
+
+
+@dataclasses.dataclass
+class SequenceConfig(EnvConfig):
+    alphabet: str = dataclasses.field(default="ACGT", metadata={
+        "help": "the tokens, one character each (ACGT for DNA, ACDEFGHIKLMNPQRSTVWY for proteins)"})
+    max_length: int = dataclasses.field(default=8, metadata={"help": "longest sequence L"})
+    min_length: int = dataclasses.field(default=1, metadata={"help": "shortest finished sequence"})
+    prepend: bool = dataclasses.field(default=False, metadata={
+        "help": "allow prepending as well as appending (non-autoregressive; P_B then matters)"})
+    target_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the default reward's target"})
+    beta: float = dataclasses.field(default=3.0, metadata={"help": "sharpness of the default reward"})
+
+    def validate(self) -> None:
+        if len(self.alphabet) < 1 or len(set(self.alphabet)) != len(self.alphabet):
+            raise ConfigError(f"alphabet must be non-empty distinct characters, got {self.alphabet!r}")
+        if self.max_length < 1:
+            raise ConfigError(f"max_length must be >= 1, got {self.max_length}")
+        if not 0 <= self.min_length <= self.max_length:
+            raise ConfigError(f"min_length must be in [0, max_length={self.max_length}], got {self.min_length}")
+        if not np.isfinite(self.beta):
+            raise ConfigError(f"beta must be finite, got {self.beta}")
+
+
+class Sequence(SequenceEnv):
+    """Variable-length sequences over an alphabet with an explicit end (exit) action.
+
+    Give the reward as `reward_fn` / `log_reward_fn`: it receives the (B, max_length) LongTensor
+    of token ids padded with -1. The default reward, a toy, is
+    log R(x) = -beta * edit_distance(x, target) / max_length for a random target of length
+    max_length drawn from `target_seed`."""
+
+    name = "sequence"
+    Config = SequenceConfig
+    presets = {
+        "dna": dict(alphabet="ACGT", max_length=8),
+        "protein": dict(alphabet="ACDEFGHIKLMNPQRSTVWY", max_length=6),
+    }
+
+    def __init__(self, config: SequenceConfig | None = None, *, reward_fn: RewardFn | None = None,
+                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **kwargs):
+        config = config or SequenceConfig(**kwargs)
+        super().__init__(config, reward_fn, log_reward_fn, reward_floor)
+        self._setup(len(config.alphabet), config.max_length, config.min_length, config.prepend)
+        gen = torch.Generator().manual_seed(config.target_seed)
+        self.target = torch.randint(self.vocab_size, (self.max_length,), generator=gen)
+
+    def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
+        from gflownets.evaluation.diversity import edit_distance
+
+        d = edit_distance(states, self.target.expand(states.shape[0], -1))
+        return -self.config.beta * d.double() / self.max_length
+
+    def decode(self, states: torch.Tensor) -> list[str]:
+        """Finished objects as strings of the alphabet."""
+        letters = self.config.alphabet
+        return ["".join(letters[t] for t in row if t >= 0) for row in states.tolist()]
+
+    def encode(self, strings: list[str]) -> torch.Tensor:
+        index = {c: i for i, c in enumerate(self.config.alphabet)}
+        rows = np.full((len(strings), self.max_length), PAD, dtype=np.int64)
+        for r, s in enumerate(strings):
+            if len(s) > self.max_length or any(c not in index for c in s):
+                raise DataError(f"row {r + 1}: {s!r} is not a sequence of at most {self.max_length} "
+                                f"characters of {self.config.alphabet!r}")
+            rows[r, :len(s)] = [index[c] for c in s]
+        return self.objects_from_rows(rows)
+
