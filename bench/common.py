@@ -21,21 +21,14 @@ def train_with_budget(trainer, iters: int, seconds: float, every: int, on_batch=
     extra: dict = {}
     started = time.perf_counter()
     while trainer.step < iters and time.perf_counter() - started < seconds:
-        batch = trainer.make_batch()
-        loss = trainer.objective(trainer.policy, batch)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.optimizer.step()
-        if trainer.ema_policy is not None:
-            with torch.no_grad():
-                for averaged, current in zip(trainer.ema_policy.parameters(), trainer.policy.parameters()):
-                    averaged.lerp_(current, 1.0 - trainer.config.ema_decay)
+        loss = trainer.train_step()  # the same step a user's run takes
+        batch = trainer.last_batch
         trainer.step += 1
         if on_batch is not None:
             extra = on_batch(batch) or extra
         if trainer.step % every == 0:
             point = {"step": trainer.step, "seconds": round(time.perf_counter() - started, 1),
-                     "loss": float(loss.detach()), "log_z": float(trainer.policy.log_z.detach())}
+                     "loss": loss, "log_z": float(trainer.policy.log_z.detach())}
             if trainer.modes is not None:
                 point["modes_found"] = trainer.modes.n_found
             point.update(extra)

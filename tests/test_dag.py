@@ -24,20 +24,7 @@ from gflownets.policies.distributions import masked_log_softmax
 from gflownets.sampling import Trajectories, sample_backward, sample_forward
 from gflownets.training import RunConfig, Trainer
 
-
-def random_states(env, n, seed, stop=0.15):
-    """Random DAGs: uniform random walks from the empty graph, stopping with probability `stop`."""
-    g = torch.Generator().manual_seed(seed)
-    states = env.initial_states(n)
-    for _ in range(env.max_steps - 1):
-        mask = env.forward_mask(states)[:, :-1]
-        going = mask.any(dim=1) & (torch.rand(n, generator=g) > stop)
-        if not going.any():
-            break
-        actions = torch.multinomial(mask[going].float(), 1, generator=g).squeeze(1)
-        states = states.clone()
-        states[going] = env.step(states[going], actions)
-    return states
+from contracts import assert_steps_are_inverse, random_states
 
 
 def reachability(adjacency: np.ndarray) -> np.ndarray:
@@ -71,7 +58,7 @@ def test_number_of_dags_enumerated():
 @given(d=st.sampled_from([2, 3, 4, 5, 6, 8]), seed=st.integers(0, 2**31 - 1))
 def test_mask_and_closure_equal_brute_force(d, seed):
     env = ENVS[d]
-    states = random_states(env, 24, seed)
+    states = random_states(env, 24, seed, stop=0.15)
     adjacency, closure = env.adjacency(states).numpy(), env.closure(states).numpy()
     mask = env.forward_mask(states).numpy()
     assert mask[:, -1].all()  # every graph is terminal
@@ -90,15 +77,7 @@ def test_mask_and_closure_equal_brute_force(d, seed):
 @given(d=st.sampled_from([3, 5, 8]), seed=st.integers(0, 2**31 - 1))
 def test_step_and_backward_step_are_inverse(d, seed):
     env = ENVS[d]
-    states = random_states(env, 32, seed)
-    rows, actions = env.forward_mask(states)[:, :-1].nonzero(as_tuple=True)
-    children = env.step(states[rows], actions)
-    assert env.backward_mask(children)[torch.arange(len(actions)), actions].all()
-    assert torch.equal(env.backward_step(children, actions), states[rows])
-    rows, actions = env.backward_mask(states).nonzero(as_tuple=True)
-    parents = env.backward_step(states[rows], actions)
-    assert env.forward_mask(parents)[torch.arange(len(actions)), actions].all()
-    assert torch.equal(env.step(parents, actions), states[rows])
+    children = assert_steps_are_inverse(env, random_states(env, 32, seed, stop=0.15))
     # the incremental closure equals the one recomputed from the adjacency
     assert torch.equal(children, env.states_from_adjacency(env.adjacency(children)))
 
@@ -125,7 +104,7 @@ def test_max_parents():
 
 def test_object_rows_round_trip_and_reject_cycles():
     env = DAG(nodes=4)
-    states = random_states(env, 50, 1)
+    states = random_states(env, 50, 1, stop=0.15)
     assert torch.equal(env.objects_from_rows(env.objects_to_rows(states)), states)
     assert env.object_columns[:3] == ["X0->X1", "X0->X2", "X0->X3"]
     cycle = np.zeros((1, 12), dtype=np.int64)

@@ -11,22 +11,7 @@ from hypothesis import strategies as st
 from gflownets.envs import Hypergrid, Sets
 from gflownets.errors import ActionError, ConfigError, DataError, RewardError
 
-
-def random_states(env, n, seed):
-    """Random reachable states: uniform random walks of random length from s0."""
-    g = torch.Generator().manual_seed(seed)
-    states = env.initial_states(n)
-    for _ in range(env.max_steps - 1):
-        mask = env.forward_mask(states)[:, :-1]
-        can = mask.any(dim=1)
-        keep_going = can & (torch.rand(n, generator=g) < 0.8)
-        if not keep_going.any():
-            break
-        probs = mask[keep_going].float()
-        actions = torch.multinomial(probs, 1, generator=g).squeeze(1)
-        states = states.clone()
-        states[keep_going] = env.step(states[keep_going], actions)
-    return states
+from contracts import assert_steps_are_inverse, random_states
 
 
 ENVS = [Hypergrid(ndim=2, height=8), Hypergrid(ndim=4, height=5), Hypergrid(ndim=1, height=2),
@@ -36,24 +21,8 @@ ENVS = [Hypergrid(ndim=2, height=8), Hypergrid(ndim=4, height=5), Hypergrid(ndim
 @pytest.mark.parametrize("env", ENVS, ids=lambda e: e.name)
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
-def test_step_then_backward_step_is_identity(env, seed):
-    states = random_states(env, 64, seed)
-    rows, actions = env.forward_mask(states)[:, :-1].nonzero(as_tuple=True)
-    children = env.step(states[rows], actions)
-    # the child knows how it was made: its backward mask allows the same action
-    assert env.backward_mask(children)[torch.arange(len(actions)), actions].all()
-    assert torch.equal(env.backward_step(children, actions), states[rows])
-
-
-@pytest.mark.parametrize("env", ENVS, ids=lambda e: e.name)
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1))
-def test_backward_step_then_step_is_identity(env, seed):
-    states = random_states(env, 64, seed)
-    rows, actions = env.backward_mask(states).nonzero(as_tuple=True)
-    parents = env.backward_step(states[rows], actions)
-    assert env.forward_mask(parents)[torch.arange(len(actions)), actions].all()
-    assert torch.equal(env.step(parents, actions), states[rows])
+def test_step_and_backward_step_are_inverse(env, seed):
+    assert_steps_are_inverse(env, random_states(env, 64, seed))
 
 
 @settings(max_examples=50, deadline=None)

@@ -24,7 +24,7 @@ from gflownets.evaluation import (StateGraph, distribution_metrics, edit_distanc
 from gflownets.policies import MLPPolicy
 from gflownets.training import RunConfig, Trainer
 
-from test_envs import random_states
+from contracts import assert_steps_are_inverse, random_states
 
 
 def seq_envs():
@@ -52,15 +52,7 @@ def env_id(env):
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_step_and_backward_step_are_inverses(env, seed):
-    states = random_states(env, 64, seed)
-    rows, actions = env.forward_mask(states)[:, :-1].nonzero(as_tuple=True)
-    children = env.step(states[rows], actions)
-    assert env.backward_mask(children)[torch.arange(len(actions)), actions].all()
-    assert torch.equal(env.backward_step(children, actions), states[rows])
-    rows, actions = env.backward_mask(states).nonzero(as_tuple=True)
-    parents = env.backward_step(states[rows], actions)
-    assert env.forward_mask(parents)[torch.arange(len(actions)), actions].all()
-    assert torch.equal(env.step(parents, actions), states[rows])
+    assert_steps_are_inverse(env, random_states(env, 64, seed))
 
 
 @pytest.mark.parametrize("env", SEQ_ENVS, ids=env_id)

@@ -140,7 +140,8 @@ class Trainer:
         return batch
 
     def train_step(self) -> float:
-        batch = self.make_batch()
+        """One optimiser step on a fresh batch (kept as `last_batch` for callers that inspect it)."""
+        batch = self.last_batch = self.make_batch()
         loss = self.objective(self.policy, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
