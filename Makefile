@@ -23,6 +23,9 @@ install: $(STAMP)
 OPTIONAL := $(VENV)/.optional
 $(OPTIONAL): $(STAMP)
 	$(BIN)/pip install --quiet pgmpy || echo "pgmpy could not be installed: tests/test_dag.py skips its BDeu comparison"
+	($(PYTHON) -m venv .venv-holo && .venv-holo/bin/pip install --quiet torch==2.13.0 \
+		&& .venv-holo/bin/pip install --quiet pytorch-holo) \
+		|| echo "pytorch-holo could not be installed: tests/test_sequences.py skips its Ehrlich comparison"
 	touch $(OPTIONAL)
 
 demo: install
@@ -46,4 +49,4 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-holo runs .pytest_cache

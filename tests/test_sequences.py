@@ -268,8 +268,10 @@ print(json.dumps(out))
 
 
 def holo_python():
-    """The python of a side environment with pytorch-holo: $GFLOWNETS_HOLO_PYTHON, else /tmp/holo."""
-    candidate = os.environ.get("GFLOWNETS_HOLO_PYTHON", "/tmp/holo/bin/python")
+    """The python of a side environment with pytorch-holo: $GFLOWNETS_HOLO_PYTHON, else the
+    repository's .venv-holo (made by `make test` where it can be installed)."""
+    default = Path(__file__).resolve().parent.parent / ".venv-holo" / "bin" / "python"
+    candidate = os.environ.get("GFLOWNETS_HOLO_PYTHON", str(default))
     if not Path(candidate).is_file():
         return None
     probe = subprocess.run([candidate, "-c", "import holo.test_functions.closed_form"],
