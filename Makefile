@@ -38,5 +38,9 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# speed benchmark against torchgfn and gfnx (peer venvs are created under bench/.venvs/)
+bench: install
+	$(BIN)/python bench/hypergrid.py
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
