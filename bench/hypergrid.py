@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--height", type=int, default=8)
-    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--iters", type=int, default=None, help="default 2000 (200 with --quick)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--peers", nargs="*", default=["torchgfn", "gfnx"], choices=sorted(PEERS))
@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(BENCH / "results" / "hypergrid.json"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.iters, args.seeds, args.samples = 200, [0], 20_000
+        args.seeds, args.samples = [0], 20_000
+    if args.iters is None:
+        args.iters = 200 if args.quick else 2000
 
     pythons = {name: peer_python(name) for name in args.peers}
     systems = ["ours"] + [name for name in args.peers if pythons[name]]
