@@ -48,5 +48,9 @@ test: install $(OPTIONAL)
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# speed benchmark against torchgfn and gfnx (peer venvs are created under bench/.venvs/)
+bench: install
+	$(BIN)/python bench/hypergrid.py
+
 clean:
 	rm -rf $(VENV) .venv-holo runs .pytest_cache

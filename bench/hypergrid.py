@@ -1,0 +1,174 @@
+"""Speed benchmark on the hypergrid: our CLI trainer against peer libraries (torchgfn, gfnx),
+same settings, runs interleaved (ours, peer1, peer2, ours, ...) so machine load hits all alike.
+
+    python bench/hypergrid.py [--dims 2 4] [--height 8] [--iters 2000] [--seeds 0 1 2]
+                              [--peers torchgfn gfnx] [--quick]
+
+Peers run in their own virtual environments under bench/.venvs/ (created when missing; a peer
+that cannot be installed is skipped). Writes bench/results/hypergrid.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VENVS = BENCH / ".venvs"
+TORCH_PIN = "torch==2.13.0"
+PEERS = {
+    "torchgfn": {"script": BENCH / "peers" / "torchgfn_hypergrid.py",
+                 "install": [[TORCH_PIN], ["torchgfn==2.4.1"]], "existing": "/tmp/peer-tgfn/bin/python"},
+    "gfnx": {"script": BENCH / "peers" / "gfnx_hypergrid.py",
+             "install": [["gfnx==0.0.1"]], "existing": "/tmp/peer-gfnx/bin/python"},
+}
+# our child: runs the CLI in-process and prints its own peak RSS (ru_maxrss of this process)
+OUR_LAUNCHER = (
+    "import json, resource, sys\n"
+    "from gflownets.cli import cli\n"
+    "try:\n    cli.main(args=sys.argv[1:], standalone_mode=False)\n"
+    "finally:\n    print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+)
+
+
+def peer_python(name: str) -> str | None:
+    """The peer's python: bench/.venvs/NAME, else a pre-existing env, else create bench/.venvs/NAME."""
+    venv = VENVS / name
+    if (venv / "bin" / "python").exists() and (venv / ".installed").exists():
+        return str(venv / "bin" / "python")
+    existing = PEERS[name].get("existing")
+    if existing and os.environ.get("BENCH_NO_EXISTING") is None and Path(existing).exists():
+        return existing
+    print(f"[bench] creating {venv} for {name} ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        for pkgs in PEERS[name]["install"]:
+            subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *pkgs], check=True)
+        (venv / ".installed").touch()
+        return str(venv / "bin" / "python")
+    except (subprocess.CalledProcessError, OSError) as error:
+        print(f"[bench] SKIPPING {name}: could not install it ({error})", flush=True)
+        return None
+
+
+def run_ours(dim: int, height: int, iters: int, seed: int, samples: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-c", OUR_LAUNCHER, "train", "hypergrid", "--ndim", str(dim),
+               "--height", str(height), "--iters", str(iters), "--batch-size", "16", "--hidden", "256",
+               "--layers", "2", "--lr", "1e-3", "--lr-logz", "0.1", "--objective", "tb",
+               "--seed", str(seed), "--eval-every", "0", "--final-samples", str(samples),
+               "--quiet", "--out", tmp]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    rss = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
+    seconds = summary["seconds"]
+    return {"iterations": summary["iterations"], "seconds": seconds,
+            "iters_per_s": summary["iterations"] / seconds,
+            "trajectories_per_s": 16 * summary["iterations"] / seconds,
+            "l1_samples": summary.get("l1_samples"), "peak_rss_mb": rss[-1] if rss else None}
+
+
+def run_peer(name: str, python: str, dim: int, height: int, iters: int, seed: int, samples: int) -> dict:
+    cmd = [python, str(PEERS[name]["script"]), "--ndim", str(dim), "--height", str(height),
+           "--iters", str(iters), "--seed", str(seed), "--samples", str(samples)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--height", type=int, default=8)
+    parser.add_argument("--iters", type=int, default=None, help="default 2000 (200 with --quick)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--samples", type=int, default=200_000)
+    parser.add_argument("--peers", nargs="*", default=["torchgfn", "gfnx"], choices=sorted(PEERS))
+    parser.add_argument("--quick", action="store_true", help="200 iterations, seed 0, 20k samples")
+    parser.add_argument("--out", default=str(BENCH / "results" / "hypergrid.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.samples = [0], 20_000
+    if args.iters is None:
+        args.iters = 200 if args.quick else 2000
+
+    pythons = {name: peer_python(name) for name in args.peers}
+    systems = ["ours"] + [name for name in args.peers if pythons[name]]
+    runs = []
+    for dim in args.dims:
+        for seed in args.seeds:
+            for system in systems:  # interleaved: ours, peer1, peer2, ours, ...
+                try:
+                    if system == "ours":
+                        result = run_ours(dim, args.height, args.iters, seed, args.samples)
+                    else:
+                        result = run_peer(system, pythons[system], dim, args.height, args.iters, seed, args.samples)
+                except (RuntimeError, ValueError, IndexError) as error:
+                    print(f"[bench] {system} D={dim} seed={seed} FAILED: {error}", flush=True)
+                    continue
+                result.update(system=system, ndim=dim, height=args.height, seed=seed)
+                runs.append(result)
+                print(f"[bench] D={dim} seed={seed} {system:9s} {result['iters_per_s']:8.1f} it/s  "
+                      f"L1={result.get('l1_samples')}", flush=True)
+
+    summary = []
+    header = f"{'D':>2} {'system':9s} {'it/s':>16} {'traj/s':>18} {'peak RSS MB':>14} {'L1 samples':>16} {'ours/peer it/s':>15}"
+    lines = [header]
+    for dim in args.dims:
+        ours_rate = mean_std([r["iters_per_s"] for r in runs if r["ndim"] == dim and r["system"] == "ours"])[0]
+        for system in systems:
+            sel = [r for r in runs if r["ndim"] == dim and r["system"] == system]
+            if not sel:
+                continue
+            row = {"ndim": dim, "system": system, "n": len(sel)}
+            for key in ("iters_per_s", "trajectories_per_s", "peak_rss_mb", "l1_samples"):
+                row[key] = mean_std([r.get(key) for r in sel])
+            row["ours_over_peer_iters_per_s"] = None if system == "ours" else ours_rate / row["iters_per_s"][0]
+            summary.append(row)
+            ratio = "" if row["ours_over_peer_iters_per_s"] is None else f"{row['ours_over_peer_iters_per_s']:.2f}x"
+            fmt = lambda ms, p: f"{ms[0]:.{p}f}±{ms[1]:.{p}f}"  # noqa: E731
+            lines.append(f"{dim:>2} {system:9s} {fmt(row['iters_per_s'], 1):>16} "
+                         f"{fmt(row['trajectories_per_s'], 0):>18} {fmt(row['peak_rss_mb'], 0):>14} "
+                         f"{fmt(row['l1_samples'], 3):>16} {ratio:>15}")
+    print("\n".join(lines))
+
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {"dims": args.dims, "height": args.height, "iters": args.iters, "seeds": args.seeds,
+                     "samples": args.samples, "batch_size": 16, "hidden": 256, "layers": 2, "objective": "tb",
+                     "lr": 1e-3, "lr_logz": 0.1},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch_version},
+        "runs": runs, "summary": summary, "table": lines}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""gfnx 0.0.1 (JAX, CPU) on its HypergridEnvironment, trajectory balance with a jitted train step
+(gfnx's forward_rollout + forward_trajectory_log_probs inside the loss), run by the peer venv's
+python. The first call (compilation) is timed apart as compile_seconds. Prints one JSON line."""
+
+import argparse
+import json
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+from gfnx import HypergridEnvironment
+from gfnx.reward.hypergrid import GeneralHypergridRewardModule
+from gfnx.utils.rollout import forward_rollout, forward_trajectory_log_probs
+
+
+def init_mlp(key, sizes):
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        key, sub = jax.random.split(key)
+        bound = 1 / jnp.sqrt(fan_in)
+        params.append((jax.random.uniform(sub, (fan_in, fan_out), minval=-bound, maxval=bound),
+                       jnp.zeros(fan_out)))
+    return params
+
+
+def mlp(params, x):
+    for w, b in params[:-1]:
+        x = jax.nn.relu(x @ w + b)
+    w, b = params[-1]
+    return x @ w + b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ndim", type=int, default=2)
+    parser.add_argument("--height", type=int, default=8)
+    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    env = HypergridEnvironment(GeneralHypergridRewardModule(R0=0.1, R1=0.5, R2=2.0),
+                               dim=args.ndim, side=args.height)
+    key = jax.random.PRNGKey(args.seed)
+    key, k_env, k_f, k_b = jax.random.split(key, 4)
+    env_params = env.init(k_env)
+    n_in, n_act = args.ndim * args.height, args.ndim + 1
+    params = {"pf": init_mlp(k_f, [n_in, 256, 256, n_act]),
+              "pb": init_mlp(k_b, [n_in, 256, 256, n_act - 1]), "logZ": jnp.zeros(())}
+    optimizer = optax.multi_transform(
+        {"net": optax.adam(1e-3), "logz": optax.adam(0.1)},
+        {"pf": "net", "pb": "net", "logZ": "logz"})
+    opt_state = optimizer.init(params)
+
+    def policy_fn(rng_key, obs, p):
+        fwd = mlp(p["pf"], obs)
+        return fwd, {"forward_logits": fwd, "backward_logits": mlp(p["pb"], obs)}
+
+    def loss_fn(p, rng_key):
+        traj, info = forward_rollout(rng_key, args.batch_size, policy_fn, p, env, env_params)
+        log_pf, log_pb = forward_trajectory_log_probs(env, traj, env_params)
+        return jnp.mean((p["logZ"] + log_pf - log_pb - info["log_gfn_reward"]) ** 2)
+
+    @jax.jit
+    def train_step(p, o, rng_key):
+        loss, grads = jax.value_and_grad(loss_fn)(p, rng_key)
+        updates, o = optimizer.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, loss
+
+    start = time.perf_counter()
+    key, sub = jax.random.split(key)
+    params, opt_state, loss = train_step(params, opt_state, sub)
+    jax.block_until_ready(loss)
+    compile_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for _ in range(args.iters - 1):
+        key, sub = jax.random.split(key)
+        params, opt_state, loss = train_step(params, opt_state, sub)
+    jax.block_until_ready((params, loss))
+    seconds = time.perf_counter() - start
+    timed = args.iters - 1
+
+    chunk = 10_000
+
+    @jax.jit
+    def sample(p, rng_key):
+        traj, _ = forward_rollout(rng_key, chunk, policy_fn, p, env, env_params)
+        final = jax.tree.map(lambda x: x[:, -1], traj.state)
+        return final.state.astype(jnp.int32) @ (args.height ** jnp.arange(args.ndim - 1, -1, -1))
+
+    counts = jnp.zeros(args.height ** args.ndim)
+    drawn = 0
+    while drawn < args.samples:
+        key, sub = jax.random.split(key)
+        counts = counts + jnp.bincount(sample(params, sub), length=counts.size)
+        drawn += chunk
+    true = env.get_true_distribution(env_params).reshape(-1)
+    l1 = float(jnp.abs(counts / counts.sum() - true).sum())
+    print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": timed / seconds,
+                      "trajectories_per_s": args.batch_size * timed / seconds, "l1_samples": l1,
+                      "compile_seconds": compile_seconds,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""bench/hypergrid.py runs end to end on our trainer alone (no peers), in a few seconds."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_hypergrid_quick_ours_only(tmp_path):
+    out = tmp_path / "hypergrid.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "hypergrid.py"), "--quick", "--dims", "2",
+                           "--iters", "50", "--peers", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert [r["system"] for r in result["runs"]] == ["ours"]
+    assert result["runs"][0]["iters_per_s"] > 0 and result["runs"][0]["peak_rss_mb"] > 0
+    assert 0 <= result["runs"][0]["l1_samples"] <= 2
