@@ -147,7 +147,10 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         if self.ema_policy is not None:
-            _polyak_update(self.ema_policy, self.policy, self.config.ema_decay)
+            # warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
+            # average forgets the random initial weights quickly instead of lagging behind
+            decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+            _polyak_update(self.ema_policy, self.policy, decay)
         if self.target_policy is not None:
             _polyak_update(self.target_policy, self.policy, self.config.target_decay)
         return float(loss.detach())
