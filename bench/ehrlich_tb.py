@@ -7,6 +7,8 @@ distance), the best f and the fraction of optimal samples.
 
     PYTHONPATH=src python bench/ehrlich_tb.py --seconds 840 --floor 1e-30 --out ehrlich_tb_beta16.json  # reported
     PYTHONPATH=src python bench/ehrlich_tb.py --seconds 1080 --beta 8 --floor 1e-30    # reported
+    PYTHONPATH=src python bench/ehrlich_tb.py --seconds 600 --floor 1e-30 --replay 1000 \
+        --replay-keep best --mutations 32 --seed S          # session 3: mutation search, seeds 0-2
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=0, help="replay buffer size (0: off)")
     parser.add_argument("--replay-keep", default="recent", choices=["recent", "best"])
     parser.add_argument("--local-search", type=int, default=0, help="LS-GFN: steps re-completed (0: off)")
+    parser.add_argument("--mutations", type=int, default=0,
+                        help="mutation search: persistent Metropolis chains with point mutations, "
+                             "whose proposals are trained on (0: off)")
     parser.add_argument("--prepend", action="store_true")
     parser.add_argument("--oracle-seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=250)
@@ -84,16 +89,18 @@ def main() -> None:
                        hidden=args.hidden, layers=2, exploration=args.exploration, seed=args.seed,
                        threads=args.threads, eval_every=0, replay_size=args.replay,
                        replay_batch=args.batch_size // 2 if args.replay else 0, replay_keep=args.replay_keep,
-                       local_search=args.local_search,
+                       local_search=args.local_search, mutations=args.mutations,
                        backward_policy="learned" if args.prepend else "uniform")
     trainer = Trainer(config, env=env, progress=False)
     seen = {"max_f": 0.0, "optimal": set(), "calls": 0}
     visited = []
 
     def on_batch(batch):
-        # the fresh samples (not replayed); with local search also the kept refinements (the
-        # better of sample and candidate: each iteration then calls the oracle 2 x batch times)
-        fresh = args.batch_size * (2 if args.local_search else 1)
+        # every object the oracle scored this iteration: the fresh samples, local search's kept
+        # refinements (the better of sample and candidate) and the mutants; not the replayed ones,
+        # which come last (the buffer is non-empty from the second iteration on)
+        replayed = config.replay_batch if trainer.step > 1 else 0
+        fresh = len(batch) - replayed
         x = batch.terminal_states[:fresh]
         f = env.oracle(x)
         visited.append(x.clone())

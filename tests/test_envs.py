@@ -173,3 +173,21 @@ def test_object_rows_are_validated():
         Sets(n_items=4, set_size=2).objects_from_rows(np.array([[2, 2]]))
     with pytest.raises(DataError, match="item 7 is outside"):
         Sets(n_items=4, set_size=2).objects_from_rows(np.array([[0, 7]]))
+
+
+def test_hypergrid_mutants_are_one_step_neighbours_inside_the_grid():
+    env = Hypergrid(ndim=3, height=4)
+    objects = env.enumerate_states()
+    mutants = env.mutate(objects.repeat(20, 1), torch.Generator().manual_seed(0))
+    distance = (mutants - objects.repeat(20, 1)).abs().sum(dim=1)
+    assert (distance <= 1).all()  # one coordinate by one, or (a move off the grid) none
+    assert ((mutants >= 0) & (mutants < 4)).all()
+    corner = torch.zeros(1, 3, dtype=torch.long)  # from a corner, half the moves leave the grid
+    stays = (env.mutate(corner.repeat(4000, 1), torch.Generator().manual_seed(1)) == 0).all(dim=1)
+    assert abs(stays.double().mean() - 0.5) < 0.03
+
+
+def test_sets_define_no_mutation():
+    env = Sets()
+    with pytest.raises(NotImplementedError, match="defines no mutation"):
+        env.mutate(env.initial_states(1), torch.Generator())

@@ -99,6 +99,33 @@ def test_actions_act_where_they_say():
 
 
 @pytest.mark.parametrize("env", SEQ_ENVS, ids=env_id)
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_mutants_are_finished_objects_one_token_away(env, seed):
+    states = random_states(env, 256, seed, stop=0.05)
+    objects = states[env.is_terminal(states) & (env.lengths(states) > 0)]
+    mutants = env.mutate(objects, torch.Generator().manual_seed(seed))
+    env.validate_objects(mutants)  # still finished objects of this environment
+    assert torch.equal(env.lengths(mutants), env.lengths(objects))
+    assert ((mutants != objects).sum(dim=1) <= 1).all()  # one token changed, or none
+    assert env.feasible(mutants).all()
+    if env.allowed is None:  # without a feasibility relation every mutation is made
+        assert ((mutants != objects).sum(dim=1) == 1).all()
+    elif len(objects) >= 32:
+        assert (mutants != objects).any(dim=1).float().mean() > 0.2
+
+
+def test_mutations_cover_every_position_and_token():
+    env = Sequence(alphabet="ACGT", max_length=3, min_length=3)
+    objects = torch.tensor([[0, 1, 2]]).expand(4000, -1)
+    mutants = env.mutate(objects, torch.Generator().manual_seed(0))
+    changed = {tuple(row) for row in mutants.tolist()}
+    # 3 positions x 3 other tokens: every single-token neighbour, and nothing else
+    assert changed == {tuple(x) for x in itertools.product(range(4), repeat=3)
+                       if sum(a != b for a, b in zip(x, (0, 1, 2))) == 1}
+
+
+@pytest.mark.parametrize("env", SEQ_ENVS, ids=env_id)
 def test_object_rows_round_trip(env):
     states = random_states(env, 256, 7)
     objects = states[env.is_terminal(states)]

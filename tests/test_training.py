@@ -40,6 +40,7 @@ def test_same_seed_same_result_other_seed_differs():
     dict(objective="subtb", exploration=0.3, replay_size=50, replay_batch=4),
     dict(objective="db", replay_size=12, replay_batch=4, replay_keep="best", local_search=2),
     dict(objective="fm", temperature=1.5),
+    dict(objective="tb", replay_size=20, replay_batch=4, replay_keep="best", mutations=6),
 ])
 def test_resume_continues_to_the_same_result(tmp_path, overrides):
     straight = Trainer(small_config(**overrides), tmp_path / "straight", progress=False)
@@ -183,6 +184,53 @@ def test_local_search_adds_the_better_completions():
     back = batch.states[torch.arange(8), (batch.lengths[:8] - 3).clamp(min=0)]
     assert (batch.terminal_states[8:] >= back).all()
     assert trainer.env.is_initial(batch.states[8:, 0]).all()  # refined: whole trajectories from s0
+
+
+def test_mutation_search_trains_on_the_proposals_of_persistent_chains():
+    trainer = Trainer(small_config(mutations=6), progress=False)
+    batch = trainer.make_batch()
+    n = len(batch) - 8
+    assert 0 < n <= 6  # the proposals that changed something
+    chains = trainer.chains.clone()
+    assert chains.shape == (6, 2)
+    batch = trainer.make_batch()
+    proposals = batch.terminal_states[8:]
+    # each proposal is one move of one coordinate away from some chain's object
+    steps = (proposals[:, None, :] - chains[None, :, :]).abs().sum(dim=-1)
+    assert (steps == 1).any(dim=1).all()
+    assert trainer.env.is_initial(batch.states[8:, 0]).all()  # walked back to s0
+    assert torch.equal(batch.log_rewards[8:], trainer.env.log_reward(proposals))
+    assert torch.equal(trainer.chain_log_rewards, trainer.env.log_reward(trainer.chains))
+
+
+def test_mutation_chains_sample_the_reward():
+    """Metropolis with a symmetric proposal: the chains' objects follow R exactly (2-D H5,
+    128 chains, states pooled over 300 steps after 100 of burn-in)."""
+    trainer = Trainer(small_config(mutations=128, batch_size=2), progress=False)
+    visits = []
+    for step in range(400):
+        trainer.make_batch()
+        if step >= 100:
+            visits.append(trainer.chains.clone())
+    visits = torch.cat(visits)
+    graph = trainer.graph
+    empirical = graph.empirical_distribution(visits)
+    assert float((empirical - graph.target).abs().sum()) < 0.08
+
+
+def test_mutation_search_needs_an_environment_that_mutates():
+    with pytest.raises(ConfigError, match="sets defines no mutation"):
+        Trainer(RunConfig(env="sets", mutations=4), progress=False)
+    with pytest.raises(ConfigError, match="mutations must be >= 0"):
+        small_config(mutations=-1).validate()
+
+
+@pytest.mark.slow
+def test_mutation_search_keeps_the_target_distribution():
+    """Proposals are off-policy samples: TB with mutation search still matches the exact target
+    (2-D H8, 2000 iterations)."""
+    summary = quality_run(2, "tb", 2000, mutations=8)
+    assert summary["l1"] <= 0.05, summary
 
 
 @pytest.mark.slow

@@ -186,6 +186,12 @@ class DiscreteEnv(abc.ABC):
             raise ActionError(f"{direction} action {int(actions[i])} is not allowed in state "
                               f"{states[i].tolist()} (batch row {i})")
 
+    def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Finished objects, each changed at one random place (a point mutation), for the
+        trainer's mutation search. Every returned row must be a finished object; a row whose
+        change would not be one comes back unchanged (the trainer drops unchanged rows)."""
+        raise NotImplementedError(f"{self.name} defines no mutation of its objects (DiscreteEnv.mutate)")
+
     # ----------------------------------------------------------------- evaluation hooks
     def modes_hit(self, objects: torch.Tensor) -> torch.Tensor | None:
         """(B, n_modes) bool: which known modes each object counts as finding, for environments

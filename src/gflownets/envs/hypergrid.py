@@ -76,6 +76,17 @@ class Hypergrid(DiscreteEnv):
     def _backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return states - self._unit.index_select(0, actions)
 
+    def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One coordinate of each cell moved by one, +1 or -1 (a symmetric proposal: a move
+        off the grid is not made)."""
+        rows = torch.arange(objects.shape[0])
+        axis = torch.randint(self.ndim, (len(rows),), generator=generator)
+        sign = torch.randint(2, (len(rows),), generator=generator) * 2 - 1
+        moved = objects[rows, axis] + sign
+        mutants = objects.clone()
+        mutants[rows, axis] = torch.where((moved < 0) | (moved >= self.height), objects[rows, axis], moved)
+        return mutants
+
     def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
         c = self.config
         ax = (states.double() / (self.height - 1) - 0.5).abs()

@@ -115,6 +115,18 @@ class SequenceEnv(DiscreteEnv):
         """One-hot of each position over {empty, token 0, ..., token V-1}."""
         return torch.nn.functional.one_hot(states + 1, self.vocab_size + 1).flatten(1).float()
 
+    def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One token of each sequence replaced by a different, uniformly drawn one; a change
+        that creates a forbidden pair of neighbours is not made."""
+        rows = torch.arange(objects.shape[0])
+        lengths = self.lengths(objects)
+        position = (torch.rand(len(rows), generator=generator) * lengths).long()
+        shift = torch.randint(1, max(self.vocab_size, 2), (len(rows),), generator=generator)
+        mutants = objects.clone()
+        mutants[rows, position] = (objects[rows, position] + shift) % self.vocab_size
+        keep = self.feasible(mutants) & (lengths > 0)
+        return torch.where(keep[:, None], mutants, objects)
+
     # ------------------------------------------------------------------ enumeration
     def n_states_upper_bound(self) -> int:
         return sum(self.vocab_size ** l for l in range(self.max_length + 1))

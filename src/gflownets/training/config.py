@@ -66,6 +66,10 @@ class RunConfig:
     local_search: int = _field(0, "local search (LS-GFN): re-generate the last K steps of each sampled "
                                   "trajectory with P_F, keep the better of the two objects and train on "
                                   "it too, walked backward with P_B (0: off)")
+    mutations: int = _field(0, "mutation search: N persistent Metropolis chains over finished objects "
+                               "(proposal: the environment's `mutate`, one random change), started from "
+                               "on-policy samples; every proposal is trained on too, walked backward "
+                               "with P_B (0: off)")
     offline: str | None = _field(None, "CSV of finished objects to train on (backward-sampled)")
     epochs: int = _field(0, "offline: passes over the data set (overrides iters when > 0)")
     seed: int = _field(0, "random seed")
@@ -108,7 +112,7 @@ class RunConfig:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{key} must be > 0, got {value!r}")
-        non_negative = ["iters", "replay_size", "replay_batch", "local_search", "epochs", "eval_every",
+        non_negative = ["iters", "replay_size", "replay_batch", "local_search", "mutations", "epochs", "eval_every",
                         "eval_samples", "final_samples", "checkpoint_every", "log_every", "threads"]
         for key in non_negative:
             if getattr(self, key) < 0:

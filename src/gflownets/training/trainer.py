@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from gflownets.envs.base import DiscreteEnv
-from gflownets.errors import CheckpointError
+from gflownets.errors import CheckpointError, ConfigError
 from gflownets.evaluation import ModeTracker, distribution_metrics, try_state_graph
 from gflownets.objectives import USES_STATE_FLOW, USES_TARGET, estimated_log_z, get_objective
 from gflownets.policies import MLPPolicy, Policy, TabularPolicy
@@ -48,6 +48,9 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         self.env = env if env is not None else config.build_env()
+        if config.mutations and type(self.env).mutate is DiscreteEnv.mutate:
+            raise ConfigError(f"mutations: {self.env.name} defines no mutation of its objects "
+                              "(implement DiscreteEnv.mutate to use mutation search)")
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -69,6 +72,9 @@ class Trainer:
         self.replay = (ReplayBuffer(config.replay_size, self.env.state_shape, config.replay_keep)
                        if config.replay_size else None)
         self.modes = self._mode_tracker()
+        #: mutation search's Metropolis chains: their objects and log-rewards (None until started)
+        self.chains: torch.Tensor | None = None
+        self.chain_log_rewards: torch.Tensor | None = None
 
         self.offline_objects = self.offline_log_rewards = None
         self.offline_order = torch.zeros(0, dtype=torch.long)
@@ -134,6 +140,8 @@ class Trainer:
         self._track_modes(batch.terminal_states)
         if cfg.local_search:
             batch = self._with_local_search(batch)
+        if cfg.mutations:
+            batch = self._with_mutations(batch)
         if self.replay is not None:
             if cfg.replay_batch and len(self.replay):
                 objects, log_rewards = self.replay.sample(cfg.replay_batch, self.generator)
@@ -160,6 +168,35 @@ class Trainer:
         log_rewards = torch.where(better, candidates.log_rewards, batch.log_rewards)
         refined = sample_backward(self.env, self.policy, objects, self.generator, log_rewards)
         return Trajectories.cat([batch, refined])
+
+    def _with_mutations(self, batch: Trajectories) -> Trajectories:
+        """Mutation search: `mutations` persistent Metropolis chains over finished objects, started
+        from on-policy samples. Each iteration every chain proposes `env.mutate` of its object and
+        moves there with probability min(1, R(x') / R(x)) (for a symmetric proposal, as sequence
+        point mutations are, each chain then samples R itself). Every changed proposal joins the
+        batch as an off-policy sample walked backward with P_B (TB's fixed point does not depend
+        on where its objects come from) and so reaches the replay buffer. Chains complete a motif
+        anywhere in a sequence and cross valleys of lower reward, moves that building left to
+        right reaches only by chance (evolution-guided GFlowNets, Ikram et al. 2023, and LS-GFN's
+        Metropolis filtering, Kim et al. 2024, are the same idea)."""
+        n = self.config.mutations
+        if self.chains is None:
+            picks = torch.randint(len(batch), (n,), generator=self.generator)
+            self.chains = batch.terminal_states[picks].clone()
+            self.chain_log_rewards = batch.log_rewards[picks].clone()
+        proposals = self.env.mutate(self.chains, self.generator)
+        changed = (proposals != self.chains).flatten(1).any(dim=1)
+        log_rewards = self.env.log_reward(proposals)
+        uniform = torch.rand(n, generator=self.generator, dtype=torch.float64)
+        accept = changed & (uniform.log() < (log_rewards - self.chain_log_rewards))
+        self.chains = torch.where(accept.view(-1, *[1] * len(self.env.state_shape)), proposals, self.chains)
+        self.chain_log_rewards = torch.where(accept, log_rewards, self.chain_log_rewards)
+        if not changed.any():
+            return batch
+        proposals, log_rewards = proposals[changed], log_rewards[changed]
+        self._track_modes(proposals)
+        walked = sample_backward(self.env, self.policy, proposals, self.generator, log_rewards)
+        return Trajectories.cat([batch, walked])
 
     def train_step(self) -> float:
         """One optimiser step on a fresh batch (kept as `last_batch` for callers that inspect it)."""
@@ -319,6 +356,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "replay": self.replay.state_dict() if self.replay is not None else None,
+            "chains": (self.chains, self.chain_log_rewards) if self.chains is not None else None,
             "offline": {"order": self.offline_order, "cursor": self.offline_cursor},
             "modes_found": self.modes.found if self.modes is not None else None,
         }
@@ -349,6 +387,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if self.replay is not None and state["replay"] is not None:
             self.replay.load_state_dict(state["replay"])
+        if state.get("chains") is not None:
+            self.chains, self.chain_log_rewards = state["chains"]
         self.offline_order = state["offline"]["order"]
         self.offline_cursor = state["offline"]["cursor"]
         if self.modes is not None and state["modes_found"] is not None:
