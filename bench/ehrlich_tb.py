@@ -20,6 +20,7 @@ import torch
 from common import machine, table, train_with_budget, write_json
 from gflownets.envs import Ehrlich
 from gflownets.evaluation import hamming_matrix, mean_pairwise_distance, top_k_distinct
+from gflownets.sampling import metropolis_step
 from gflownets.training import RunConfig, Trainer
 
 
@@ -32,28 +33,21 @@ def summarise(name: str, x: torch.Tensor, f: torch.Tensor, k: int = 100) -> dict
             "unique_fraction": float(len(torch.unique(x, dim=0)) / len(x))}
 
 
-def mcmc_search(oracle, calls: int, beta: float, chains: int = 16, seed: int = 0) -> torch.Tensor:
-    """Metropolis-Hastings on R(x) = f(x)^beta with point mutations (one position to a uniform
-    state; a symmetric proposal), `chains` chains in parallel from feasible Markov-chain starts,
-    until `calls` oracle calls. Infeasible proposals have f = 0 and are never accepted from a
-    state with f > 0. Returns every visited sequence (one per oracle call)."""
+def mcmc_search(env: Ehrlich, calls: int, chains: int = 16, seed: int = 0) -> torch.Tensor:
+    """Metropolis on the environment's R(x) = f(x)^beta with its point mutations (one position
+    to another state, a symmetric proposal; the library's `metropolis_step`, as the GFlowNet's
+    mutation search uses), `chains` chains from feasible Markov-chain starts, until `calls`
+    oracle calls. A mutation that would break feasibility is not made and costs no call (the
+    constraint is known, as the GFlowNet's masks know it). Returns every proposal evaluated."""
     gen = torch.Generator().manual_seed(seed)
-    x = oracle.initial_solution(chains, seed=seed)
-    f = oracle(x)
-    visited = [x]
-    rows = torch.arange(chains)
-    for _ in range(max(0, calls // chains - 1)):
-        proposal = x.clone()
-        position = torch.randint(x.shape[1], (chains,), generator=gen)
-        proposal[rows, position] = torch.randint(oracle.num_states, (chains,), generator=gen)
-        f_new = oracle(proposal)
-        # accept with min(1, (f_new / f)^beta); from f = 0 any proposal is accepted
-        log_ratio = beta * (f_new.log() - f.log())
-        accept = torch.rand(chains, generator=gen, dtype=torch.float64).log() < log_ratio.nan_to_num(nan=0.0)
-        x = torch.where(accept[:, None], proposal, x)
-        f = torch.where(accept, f_new, f)
-        visited.append(proposal)
-    return torch.cat(visited)
+    x = env.oracle.initial_solution(chains, seed=seed)
+    log_r = env.log_reward(x)
+    visited, used = [x], chains
+    while used < calls:
+        x, log_r, proposals, _ = metropolis_step(env, x, log_r, gen)
+        visited.append(proposals)
+        used += len(proposals)
+    return torch.cat(visited)[:calls]
 
 
 def main() -> None:
@@ -119,7 +113,7 @@ def main() -> None:
     training = torch.cat(visited)
     uniform = torch.randint(32, (calls, 32), generator=gen)
     chain = env.oracle.initial_solution(calls, seed=7)  # feasible random sequences (the Markov chain)
-    mcmc = mcmc_search(env.oracle, calls, args.beta, seed=7)
+    mcmc = mcmc_search(env, calls, seed=7)
     rows = [summarise("GFlowNet samples (after training)", sampler, env.oracle(sampler)),
             summarise("GFlowNet training samples", training, env.oracle(training)),
             summarise("random search (uniform)", uniform, env.oracle(uniform)),

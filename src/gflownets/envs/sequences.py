@@ -117,7 +117,8 @@ class SequenceEnv(DiscreteEnv):
 
     def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One token of each sequence replaced by a different, uniformly drawn one; a change
-        that creates a forbidden pair of neighbours is not made."""
+        that creates a forbidden pair of neighbours is not made. Symmetric, and it keeps the
+        length: with variable lengths, Metropolis chains of it stay at their start's length."""
         rows = torch.arange(objects.shape[0])
         lengths = self.lengths(objects)
         position = (torch.rand(len(rows), generator=generator) * lengths).long()

@@ -19,7 +19,7 @@ from gflownets.errors import CheckpointError, ConfigError
 from gflownets.evaluation import ModeTracker, distribution_metrics, try_state_graph
 from gflownets.objectives import USES_STATE_FLOW, USES_TARGET, estimated_log_z, get_objective
 from gflownets.policies import MLPPolicy, Policy, TabularPolicy
-from gflownets.sampling import Trajectories, sample_backward, sample_forward
+from gflownets.sampling import Trajectories, metropolis_step, sample_backward, sample_forward
 from gflownets.training.config import RunConfig
 from gflownets.training.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_objects_csv
 from gflownets.training.replay import ReplayBuffer
@@ -179,23 +179,16 @@ class Trainer:
         anywhere in a sequence and cross valleys of lower reward, moves that building left to
         right reaches only by chance (evolution-guided GFlowNets, Ikram et al. 2023, and LS-GFN's
         Metropolis filtering, Kim et al. 2024, are the same idea)."""
-        n = self.config.mutations
         if self.chains is None:
-            picks = torch.randint(len(batch), (n,), generator=self.generator)
+            picks = torch.randint(len(batch), (self.config.mutations,), generator=self.generator)
             self.chains = batch.terminal_states[picks].clone()
             self.chain_log_rewards = batch.log_rewards[picks].clone()
-        proposals = self.env.mutate(self.chains, self.generator)
-        changed = (proposals != self.chains).flatten(1).any(dim=1)
-        log_rewards = self.env.log_reward(proposals)
-        uniform = torch.rand(n, generator=self.generator, dtype=torch.float64)
-        accept = changed & (uniform.log() < (log_rewards - self.chain_log_rewards))
-        self.chains = torch.where(accept.view(-1, *[1] * len(self.env.state_shape)), proposals, self.chains)
-        self.chain_log_rewards = torch.where(accept, log_rewards, self.chain_log_rewards)
-        if not changed.any():
+        step = metropolis_step(self.env, self.chains, self.chain_log_rewards, self.generator)
+        self.chains, self.chain_log_rewards = step.objects, step.log_rewards
+        if not len(step.proposals):
             return batch
-        proposals, log_rewards = proposals[changed], log_rewards[changed]
-        self._track_modes(proposals)
-        walked = sample_backward(self.env, self.policy, proposals, self.generator, log_rewards)
+        self._track_modes(step.proposals)
+        walked = sample_backward(self.env, self.policy, step.proposals, self.generator, step.proposal_log_rewards)
         return Trajectories.cat([batch, walked])
 
     def train_step(self) -> float:
