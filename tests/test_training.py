@@ -223,6 +223,8 @@ def test_mutation_search_needs_an_environment_that_mutates():
         Trainer(RunConfig(env="sets", mutations=4), progress=False)
     with pytest.raises(ConfigError, match="mutations must be >= 0"):
         small_config(mutations=-1).validate()
+    with pytest.raises(ConfigError, match="do not apply to offline training"):
+        small_config(mutations=4, offline="data.csv").validate()
 
 
 @pytest.mark.slow

@@ -187,9 +187,10 @@ class DiscreteEnv(abc.ABC):
                               f"{states[i].tolist()} (batch row {i})")
 
     def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Finished objects, each changed at one random place (a point mutation), for the
-        trainer's mutation search. Every returned row must be a finished object; a row whose
-        change would not be one comes back unchanged (the trainer drops unchanged rows)."""
+        """Finished objects, each changed at one random place (a point mutation): the proposal
+        of `metropolis_step` and so of the trainer's mutation search. Every returned row must be
+        a finished object; a row whose change would not be one comes back unchanged (a
+        rejection). Keep it symmetric (x -> x' as likely as x' -> x) so chains sample R."""
         raise NotImplementedError(f"{self.name} defines no mutation of its objects (DiscreteEnv.mutate)")
 
     # ----------------------------------------------------------------- evaluation hooks

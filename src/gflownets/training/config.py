@@ -125,6 +125,9 @@ class RunConfig:
             raise ConfigError(f"exploration (gamma) must be in [0, 1], got {self.exploration!r}")
         if self.replay_batch > 0 and self.replay_size == 0:
             raise ConfigError("replay_batch > 0 needs replay_size > 0")
+        if self.offline is not None and (self.local_search or self.mutations):
+            raise ConfigError("local_search and mutations refine sampled trajectories; "
+                              "they do not apply to offline training")
         if self.offline is not None and not Path(self.offline).is_file():
             raise ConfigError(f"offline data file not found: {self.offline}")
 
