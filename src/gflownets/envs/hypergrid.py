@@ -82,9 +82,10 @@ class Hypergrid(DiscreteEnv):
         rows = torch.arange(objects.shape[0])
         axis = torch.randint(self.ndim, (len(rows),), generator=generator)
         sign = torch.randint(2, (len(rows),), generator=generator) * 2 - 1
-        moved = objects[rows, axis] + sign
+        current = objects[rows, axis]
+        moved = current + sign
         mutants = objects.clone()
-        mutants[rows, axis] = torch.where((moved < 0) | (moved >= self.height), objects[rows, axis], moved)
+        mutants[rows, axis] = torch.where((moved < 0) | (moved >= self.height), current, moved)
         return mutants
 
     def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:

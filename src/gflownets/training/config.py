@@ -112,8 +112,9 @@ class RunConfig:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{key} must be > 0, got {value!r}")
-        non_negative = ["iters", "replay_size", "replay_batch", "local_search", "mutations", "epochs", "eval_every",
-                        "eval_samples", "final_samples", "checkpoint_every", "log_every", "threads"]
+        non_negative = ["iters", "replay_size", "replay_batch", "local_search", "mutations", "epochs",
+                        "eval_every", "eval_samples", "final_samples", "checkpoint_every", "log_every",
+                        "threads"]
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)!r}")
