@@ -2,7 +2,11 @@
 same settings, runs interleaved (ours, peer1, peer2, ours, ...) so machine load hits all alike.
 
     python bench/hypergrid.py [--dims 2 4] [--height 8] [--iters 2000] [--seeds 0 1 2]
-                              [--peers torchgfn gfnx] [--quick]
+                              [--ours eager compiled] [--peers torchgfn gfnx] [--quick]
+
+Ours runs twice by default: the eager default (`ours`) and with `--compile` (`ours-compiled`,
+the rollout as one torch.compile graph). Compilation happens before the training clock starts
+and is reported as `compile s`, as gfnx's jit compilation is.
 
 Peers run in their own virtual environments under bench/.venvs/ (created when missing; a peer
 that cannot be installed is skipped). Writes bench/results/hypergrid.json."""
@@ -59,13 +63,16 @@ def peer_python(name: str) -> str | None:
         return None
 
 
-def run_ours(dim: int, height: int, iters: int, seed: int, samples: int) -> dict:
+OURS = {"ours": [], "ours-compiled": ["--compile"]}
+
+
+def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", OUR_LAUNCHER, "train", "hypergrid", "--ndim", str(dim),
                "--height", str(height), "--iters", str(iters), "--batch-size", "16", "--hidden", "256",
                "--layers", "2", "--lr", "1e-3", "--lr-logz", "0.1", "--objective", "tb",
                "--seed", str(seed), "--eval-every", "0", "--final-samples", str(samples),
-               "--quiet", "--out", tmp]
+               "--quiet", "--out", tmp, *flags]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
@@ -76,7 +83,8 @@ def run_ours(dim: int, height: int, iters: int, seed: int, samples: int) -> dict
     return {"iterations": summary["iterations"], "seconds": seconds,
             "iters_per_s": summary["iterations"] / seconds,
             "trajectories_per_s": 16 * summary["iterations"] / seconds,
-            "l1_samples": summary.get("l1_samples"), "peak_rss_mb": rss[-1] if rss else None}
+            "l1_samples": summary.get("l1_samples"), "peak_rss_mb": rss[-1] if rss else None,
+            "compile_seconds": summary.get("compile_seconds", 0.0)}
 
 
 def run_peer(name: str, python: str, dim: int, height: int, iters: int, seed: int, samples: int) -> dict:
@@ -102,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=None, help="default 2000 (200 with --quick)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=200_000)
+    parser.add_argument("--ours", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
+                        help="which of our trainers to run: the eager default and/or --compile")
     parser.add_argument("--peers", nargs="*", default=["torchgfn", "gfnx"], choices=sorted(PEERS))
     parser.add_argument("--quick", action="store_true", help="200 iterations, seed 0, 20k samples")
     parser.add_argument("--out", default=str(BENCH / "results" / "hypergrid.json"))
@@ -112,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         args.iters = 200 if args.quick else 2000
 
     pythons = {name: peer_python(name) for name in args.peers}
-    systems = ["ours"] + [name for name in args.peers if pythons[name]]
+    ours = [{"eager": "ours", "compiled": "ours-compiled"}[o] for o in args.ours]
+    systems = ours + [name for name in args.peers if pythons[name]]
     runs = []
     for dim in args.dims:
         for seed in args.seeds:
             for system in systems:  # interleaved: ours, peer1, peer2, ours, ...
                 try:
-                    if system == "ours":
-                        result = run_ours(dim, args.height, args.iters, seed, args.samples)
+                    if system in OURS:
+                        result = run_ours(dim, args.height, args.iters, seed, args.samples, OURS[system])
                     else:
                         result = run_peer(system, pythons[system], dim, args.height, args.iters, seed, args.samples)
                 except (RuntimeError, ValueError, IndexError) as error:
@@ -127,28 +138,35 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 result.update(system=system, ndim=dim, height=args.height, seed=seed)
                 runs.append(result)
-                print(f"[bench] D={dim} seed={seed} {system:9s} {result['iters_per_s']:8.1f} it/s  "
+                print(f"[bench] D={dim} seed={seed} {system:13s} {result['iters_per_s']:8.1f} it/s  "
                       f"L1={result.get('l1_samples')}", flush=True)
 
     summary = []
-    header = f"{'D':>2} {'system':9s} {'it/s':>16} {'traj/s':>18} {'peak RSS MB':>14} {'L1 samples':>16} {'ours/peer it/s':>15}"
+    ratio_names = [f"{o}/peer" for o in ours]
+    header = (f"{'D':>2} {'system':13s} {'it/s':>12} {'traj/s':>12} {'peak RSS MB':>12} {'L1 samples':>14} "
+              f"{'compile s':>10} " + " ".join(f"{name:>19}" for name in ratio_names))
     lines = [header]
+    fmt = lambda ms, p: f"{ms[0]:.{p}f}±{ms[1]:.{p}f}"  # noqa: E731
     for dim in args.dims:
-        ours_rate = mean_std([r["iters_per_s"] for r in runs if r["ndim"] == dim and r["system"] == "ours"])[0]
+        rates = {o: mean_std([r["iters_per_s"] for r in runs if r["ndim"] == dim and r["system"] == o])[0]
+                 for o in ours}
         for system in systems:
             sel = [r for r in runs if r["ndim"] == dim and r["system"] == system]
             if not sel:
                 continue
             row = {"ndim": dim, "system": system, "n": len(sel)}
-            for key in ("iters_per_s", "trajectories_per_s", "peak_rss_mb", "l1_samples"):
+            for key in ("iters_per_s", "trajectories_per_s", "peak_rss_mb", "l1_samples", "compile_seconds"):
                 row[key] = mean_std([r.get(key) for r in sel])
-            row["ours_over_peer_iters_per_s"] = None if system == "ours" else ours_rate / row["iters_per_s"][0]
+            peer = system not in OURS
+            for o in ours:
+                row[f"{o}_over_peer_iters_per_s"] = rates[o] / row["iters_per_s"][0] if peer else None
             summary.append(row)
-            ratio = "" if row["ours_over_peer_iters_per_s"] is None else f"{row['ours_over_peer_iters_per_s']:.2f}x"
-            fmt = lambda ms, p: f"{ms[0]:.{p}f}±{ms[1]:.{p}f}"  # noqa: E731
-            lines.append(f"{dim:>2} {system:9s} {fmt(row['iters_per_s'], 1):>16} "
-                         f"{fmt(row['trajectories_per_s'], 0):>18} {fmt(row['peak_rss_mb'], 0):>14} "
-                         f"{fmt(row['l1_samples'], 3):>16} {ratio:>15}")
+            ratios = [f"{row[f'{o}_over_peer_iters_per_s']:.2f}x" if peer else "" for o in ours]
+            compile_s = f"{row['compile_seconds'][0]:.1f}" if row["compile_seconds"][0] == row["compile_seconds"][0] else "-"
+            lines.append(f"{dim:>2} {system:13s} {fmt(row['iters_per_s'], 1):>12} "
+                         f"{fmt(row['trajectories_per_s'], 0):>12} {fmt(row['peak_rss_mb'], 0):>12} "
+                         f"{fmt(row['l1_samples'], 3):>14} {compile_s:>10} "
+                         + " ".join(f"{r:>19}" for r in ratios))
     print("\n".join(lines))
 
     try:

@@ -42,6 +42,7 @@ def test_same_seed_same_result_other_seed_differs():
     dict(objective="db", replay_size=12, replay_batch=4, replay_keep="best", local_search=2),
     dict(objective="fm", temperature=1.5),
     dict(objective="tb", replay_size=20, replay_batch=4, replay_keep="best", mutations=6),
+    dict(objective="tb", compile=True, exploration=0.2, replay_size=20, replay_batch=4),
 ])
 def test_resume_continues_to_the_same_result(tmp_path, overrides):
     straight = Trainer(small_config(**overrides), tmp_path / "straight", progress=False)
@@ -290,9 +291,12 @@ def test_quality_4d_tb_at_peer_settings():
 
 @pytest.mark.slow
 def test_moving_average_beats_raw_weights_on_4d():
-    """Why ema_decay defaults to 0.99: at batch 16 the raw weights carry step noise."""
-    raw = quality_run(4, "tb", 1000, ema_decay=0.0)
-    averaged = quality_run(4, "tb", 1000)
+    """Why ema_decay defaults to 0.99: at batch 16 the raw weights carry step noise. At 2000
+    iterations (the benchmark's length) the average wins by a wide margin on seeds 0-2 (exact L1
+    0.098 / 0.093 / 0.091 against 0.178 / 0.124 / 0.127); at 1000 the two were within noise of
+    each other, and which one won there flipped with the float rounding of the loss."""
+    raw = quality_run(4, "tb", 2000, ema_decay=0.0)
+    averaged = quality_run(4, "tb", 2000)
     assert averaged["l1"] < raw["l1"], (averaged["l1"], raw["l1"])
 
 

@@ -54,6 +54,12 @@ class DiscreteEnv(abc.ABC):
     feature_dim: int
     #: above this many states, exact evaluation by enumeration is refused
     max_enumerable_states: int = 2_000_000
+    #: whether `--compile` may trace this environment's rollout into one fixed-shape graph
+    #: (`sampling.compiled`): `forward_mask`, `features` and `_step` use no data-dependent shapes
+    #: (no `nonzero`, no boolean indexing, no `.item()`), and `_step` accepts any action below
+    #: `n_actions - 1` on any state without raising (finished rows take such moves; their results
+    #: are discarded, whatever they are)
+    compilable: ClassVar[bool] = False
 
     def __init__(self, config: EnvConfig, reward_fn: RewardFn | None = None,
                  log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0):

@@ -41,6 +41,7 @@ class Hypergrid(DiscreteEnv):
 
     name = "hypergrid"
     Config = HypergridConfig
+    compilable = True
     presets = {
         # The seed tutorial's 8x8 four-corner grid.
         "tutorial": dict(ndim=2, height=8, r0=0.01, r1=0.5, r2=1.0, r2_upper_inclusive=True),
@@ -65,7 +66,9 @@ class Hypergrid(DiscreteEnv):
         return torch.zeros(self.ndim, dtype=torch.long)
 
     def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(states < self.height - 1, (0, 1), value=True)  # exit: always
+        # a -1 column compares as allowed: exit, always. (Padding the bool comparison instead
+        # trips an inductor code-generation bug under torch.compile, in torch 2.13.)
+        return torch.nn.functional.pad(states, (0, 1), value=-1) < self.height - 1
 
     def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
         return states > 0

@@ -3,6 +3,8 @@ the count of reward modes a run has found."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from scipy.special import rel_entr
@@ -24,16 +26,44 @@ def distribution_metrics(learned: torch.Tensor, target: torch.Tensor) -> dict[st
 
 
 class ModeTracker:
-    """Which modes (objects of maximum reward) the sampler has produced so far; `mode_mask`
-    marks the modes among an enumerated set of objects, `update` takes positions in that set."""
+    """Which modes (objects of maximum reward) the sampler has produced so far. `mode_mask` marks
+    the modes among a fixed set of objects, and `locate` maps finished objects to positions in
+    that set (-1: not in it). Objects queued by `add` are located in one batch when `found` is
+    read, so the lookup's fixed cost is paid once per metrics line, not once per iteration."""
 
-    def __init__(self, mode_mask: torch.Tensor):
+    #: queued rows beyond which `add` locates them at once (bounds the queue's memory)
+    max_pending = 4096
+
+    def __init__(self, mode_mask: torch.Tensor, locate: Callable[[torch.Tensor], torch.Tensor]):
         self.mode_mask = mode_mask
-        self.found = torch.zeros_like(mode_mask)
+        self.locate = locate
+        self._found = torch.zeros_like(mode_mask)
+        self._pending: list[torch.Tensor] = []
+        self._pending_rows = 0
 
-    def update(self, positions: torch.Tensor) -> None:
-        positions = positions[positions >= 0]
-        self.found[positions] = self.mode_mask[positions]
+    def add(self, objects: torch.Tensor) -> None:
+        self._pending.append(objects)
+        self._pending_rows += len(objects)
+        if self._pending_rows > self.max_pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            positions = self.locate(torch.cat(self._pending))
+            positions = positions[positions >= 0]
+            self._found[positions] = self.mode_mask[positions]
+            self._pending, self._pending_rows = [], 0
+
+    @property
+    def found(self) -> torch.Tensor:
+        """(n,) bool: which of the modes have been produced."""
+        self._flush()
+        return self._found
+
+    @found.setter
+    def found(self, value: torch.Tensor) -> None:
+        self._pending, self._pending_rows = [], 0
+        self._found = value
 
     @property
     def n_found(self) -> int:

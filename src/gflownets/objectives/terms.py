@@ -33,30 +33,54 @@ class TrajectoryTerms:
     log_rewards: torch.Tensor
 
 
-def trajectory_terms(policy: Policy, batch: Trajectories) -> TrajectoryTerms:
+@dataclasses.dataclass
+class StepTerms:
+    """The same terms for the existing steps only, one entry per visited state s_t in flattened
+    (trajectory-major) order: what trajectory balance needs, without the padded layout."""
+
+    #: (N,) position of each step in the flattened (B * T) batch, and (N,) its trajectory
+    flat: torch.Tensor
+    trajectory: torch.Tensor
+    #: (N,) log P_F(a_t | s_t)
+    log_pf: torch.Tensor
+    #: (N,) log P_B(a_{t-1} | s_t): the backward probability of the move *into* s_t (0 at s_0)
+    log_pb_into: torch.Tensor
+    #: (N,) log F(s_t)
+    log_flow: torch.Tensor
+
+    def per_trajectory(self, values: torch.Tensor, n: int) -> torch.Tensor:
+        """(n,) sums of per-step `values` over each trajectory."""
+        return values.new_zeros(n).index_add(0, self.trajectory, values)
+
+
+def step_terms(policy: Policy, batch: Trajectories) -> StepTerms:
     env = policy.env
-    valid = batch.valid
-    n, width = valid.shape
+    width = batch.actions.shape[1]
     # positions of the existing steps in the flattened (n * width) batch: one index for every gather
-    flat = valid.view(-1).nonzero().squeeze(1)
+    flat = batch.valid.view(-1).nonzero().squeeze(1)
     flat_states = batch.states.flatten(0, 1).index_select(0, flat)
     flat_actions = batch.actions.view(-1).index_select(0, flat)
     out = policy(flat_states)
-
-    log_pf_all = masked_log_softmax(out.forward_logits, env.forward_mask(flat_states))
-    log_pf = _unflatten(log_pf_all.gather(1, flat_actions[:, None]).squeeze(1), flat, n, width)
-
-    # log P_B(a_{t-1} | s_t) is computed at s_t and belongs to step t - 1: shift left by one. At
-    # t = 0 there is no previous action; the entry read there (clamped to a valid index) is
-    # dropped by the shift, and the exit step gets 0.
+    log_pf = masked_log_softmax(out.forward_logits, env.forward_mask(flat_states))
+    log_pf = log_pf.gather(1, flat_actions[:, None]).squeeze(1)
+    # the move into s_t is the action before it in the same row; at s_0 (t = 0) there is none:
+    # the entry read there (clamped to a valid index) is zeroed
     previous = batch.actions.view(-1).index_select(0, (flat - 1).clamp(min=0)).clamp(0, env.n_actions - 2)
-    log_pb_all = masked_log_softmax(out.backward_logits, env.backward_mask(flat_states))
-    log_pb_at_state = _unflatten(log_pb_all.gather(1, previous[:, None]).squeeze(1), flat, n, width)
-    log_pb = F.pad(log_pb_at_state[:, 1:], (0, 1))
+    log_pb = masked_log_softmax(out.backward_logits, env.backward_mask(flat_states))
+    log_pb = log_pb.gather(1, previous[:, None]).squeeze(1).masked_fill(flat % width == 0, 0.0)
+    return StepTerms(flat, flat.div(width, rounding_mode="floor"), log_pf, log_pb, out.log_flow)
 
+
+def trajectory_terms(policy: Policy, batch: Trajectories) -> TrajectoryTerms:
+    valid = batch.valid
+    n, width = valid.shape
+    steps = step_terms(policy, batch)
+    log_pf = _unflatten(steps.log_pf, steps.flat, n, width)
+    # log P_B of the move into s_{t+1} belongs to step t: shift left by one; the exit step gets 0
+    log_pb = F.pad(_unflatten(steps.log_pb_into, steps.flat, n, width)[:, 1:], (0, 1))
     dtype = log_pf.dtype
     log_rewards = batch.log_rewards.to(dtype)
-    flows = _unflatten(out.log_flow, flat, n, width)
+    flows = _unflatten(steps.log_flow, steps.flat, n, width)
     log_points = torch.cat([policy.log_z.to(dtype).expand(n, 1), flows[:, 1:], flows.new_zeros(n, 1)], dim=1)
     log_points = log_points.scatter(1, batch.lengths[:, None], log_rewards[:, None])
     return TrajectoryTerms(log_pf, log_pb, log_points, valid, batch.lengths, log_rewards)

@@ -79,6 +79,9 @@ class RunConfig:
     checkpoint_every: int = _field(500, "write checkpoint.pt every N iterations")
     log_every: int = _field(10, "write a metrics line every N iterations")
     threads: int = _field(0, "torch threads (0: leave torch's default)")
+    compile: bool = _field(False, "compile the on-policy rollout into one graph with torch.compile: "
+                                  "faster iterations after a compilation of seconds to a minute, "
+                                  "for environments that support it (hypergrid)")
 
     # ------------------------------------------------------------------ validation
     def validate(self, check_env: bool = True) -> None:
@@ -129,6 +132,8 @@ class RunConfig:
         if self.offline is not None and (self.local_search or self.mutations):
             raise ConfigError("local_search and mutations refine sampled trajectories; "
                               "they do not apply to offline training")
+        if self.offline is not None and self.compile:
+            raise ConfigError("compile speeds up on-policy rollouts; offline training has none")
         if self.offline is not None and not Path(self.offline).is_file():
             raise ConfigError(f"offline data file not found: {self.offline}")
 

@@ -20,6 +20,7 @@ from gflownets.evaluation import ModeTracker, distribution_metrics, try_state_gr
 from gflownets.objectives import USES_STATE_FLOW, USES_TARGET, estimated_log_z, get_objective
 from gflownets.policies import MLPPolicy, Policy, TabularPolicy
 from gflownets.sampling import Trajectories, metropolis_step, sample_backward, sample_forward
+from gflownets.sampling.compiled import CompiledSampler
 from gflownets.training.config import RunConfig
 from gflownets.training.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_objects_csv
 from gflownets.training.replay import ReplayBuffer
@@ -68,6 +69,13 @@ class Trainer:
         self.target_policy = (copy.deepcopy(self.policy, memo={id(self.env): self.env})
                               if config.target_decay > 0 and config.objective in USES_TARGET else None)
         self.objective = get_objective(config.objective, config.subtb_lambda, target=self.target_policy)
+        # (averaged, current) parameter lists, made once: listing them costs more than the update
+        self._ema_pairs = _parameter_pairs(self.ema_policy, self.policy)
+        self._target_pairs = _parameter_pairs(self.target_policy, self.policy)
+        # --compile: the on-policy rollout as one compiled graph (replayed, offline and refined
+        # batches keep the eager samplers)
+        self.compiled_sampler = (CompiledSampler(self.env, self.policy, config.exploration, config.temperature)
+                                 if config.compile else None)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.replay = (ReplayBuffer(config.replay_size, self.env.state_shape, config.replay_keep)
                        if config.replay_size else None)
@@ -94,18 +102,16 @@ class Trainer:
 
     def _mode_tracker(self) -> ModeTracker | None:
         if self.graph is not None:
-            return ModeTracker(self.graph.mode_mask)
+            return ModeTracker(self.graph.mode_mask, self.graph.terminal_positions)
         probe = self.env.modes_hit(self.env.initial_states(0))
-        return ModeTracker(torch.ones(probe.shape[1], dtype=torch.bool)) if probe is not None else None
+        if probe is None:
+            return None
+        return ModeTracker(torch.ones(probe.shape[1], dtype=torch.bool),
+                           lambda objects: self.env.modes_hit(objects).any(dim=0).nonzero().squeeze(1))
 
-    def _track_modes(self, objects: torch.Tensor, tracker: ModeTracker | None = None) -> None:
-        tracker = tracker or self.modes
-        if tracker is None:
-            return
-        if self.graph is not None:
-            tracker.update(self.graph.terminal_positions(objects))
-        else:
-            tracker.update(self.env.modes_hit(objects).any(dim=0).nonzero().squeeze(1))
+    def _track_modes(self, objects: torch.Tensor) -> None:
+        if self.modes is not None:
+            self.modes.add(objects)
 
     # ------------------------------------------------------------------ batches
     @property
@@ -135,8 +141,11 @@ class Trainer:
         if self.offline_objects is not None:
             return self._offline_batch()
         cfg = self.config
-        batch = sample_forward(self.env, self.policy, cfg.batch_size, self.generator,
-                               gamma=cfg.exploration, temperature=cfg.temperature)
+        if self.compiled_sampler is not None:
+            batch = self.compiled_sampler(cfg.batch_size, self.generator)
+        else:
+            batch = sample_forward(self.env, self.policy, cfg.batch_size, self.generator,
+                                   gamma=cfg.exploration, temperature=cfg.temperature)
         self._track_modes(batch.terminal_states)
         if cfg.local_search:
             batch = self._with_local_search(batch)
@@ -202,9 +211,9 @@ class Trainer:
             # warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
             # average forgets the random initial weights quickly instead of lagging behind
             decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-            _polyak_update(self.ema_policy, self.policy, decay)
+            _polyak_update(self._ema_pairs, decay)
         if self.target_policy is not None:
-            _polyak_update(self.target_policy, self.policy, self.config.target_decay)
+            _polyak_update(self._target_pairs, self.config.target_decay)
         return float(loss.detach())
 
     @property
@@ -238,8 +247,8 @@ class Trainer:
             out["mean_log_reward_samples"] = float(log_rewards.mean())
             out.update({f"{k}_samples": v for k, v in self.env.sample_metrics(objects, log_rewards).items()})
             if self.modes is not None:  # modes among these samples; the run's own count is untouched
-                in_samples = ModeTracker(self.modes.mode_mask)
-                self._track_modes(objects, in_samples)
+                in_samples = ModeTracker(self.modes.mode_mask, self.modes.locate)
+                in_samples.add(objects)
                 out["modes_found_samples"] = in_samples.n_found
             if self.graph is not None:
                 empirical = self.graph.empirical_distribution(objects)
@@ -259,6 +268,11 @@ class Trainer:
             atomic_write_text(self.out_dir / "config.yaml", cfg.dump())
             self._truncate_metrics()
             metrics_file = open(self.out_dir / "metrics.jsonl", "a")
+        if self.compiled_sampler is not None and self.step < total and self.offline_objects is None:
+            # compile before the clock starts; its time is reported on its own (`compile_seconds`)
+            if self.progress:
+                tqdm.write(f"compiling the {self.env.name} rollout (torch.compile) ...")
+            self.compiled_sampler.warm_up(cfg.batch_size)
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=f"{self.env.name} {cfg.objective}", leave=True)
         try:
@@ -314,6 +328,7 @@ class Trainer:
             "iterations": self.step,
             "seconds": self.train_seconds,
             "iterations_per_second": self.step / self.train_seconds if self.train_seconds else None,
+            "compile_seconds": self.compiled_sampler.compile_seconds if self.compiled_sampler else 0.0,
             "batch_size": self.config.batch_size,
         }
         summary.update(self.evaluate(self.config.final_samples))
@@ -388,10 +403,14 @@ class Trainer:
             self.modes.found = state["modes_found"]
 
 
+def _parameter_pairs(averaged: Policy | None, current: Policy) -> tuple[list, list] | None:
+    return (list(averaged.parameters()), list(current.parameters())) if averaged is not None else None
+
+
 @torch.no_grad()
-def _polyak_update(averaged: Policy, current: Policy, decay: float) -> None:
+def _polyak_update(pairs: tuple[list, list], decay: float) -> None:
     """averaged <- decay * averaged + (1 - decay) * current, parameter by parameter."""
-    torch._foreach_lerp_(list(averaged.parameters()), list(current.parameters()), 1.0 - decay)
+    torch._foreach_lerp_(pairs[0], pairs[1], 1.0 - decay)
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:

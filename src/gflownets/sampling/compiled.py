@@ -1,0 +1,91 @@
+"""A forward rollout with fixed shapes, for `torch.compile`: every trajectory runs all
+`env.max_steps` steps (finished ones stand still), so one compiled graph covers a whole batch.
+
+Eager `sample_forward` pays a few microseconds of dispatch for each of ~20 small tensor ops per
+step; compiled, a step is its three matmuls and a few fused kernels (about half the time on the
+hypergrid, see bench/NOTES.md). Compiling the *step* instead loses: the guards and wrapper of one
+compiled call per step cost more than the fusion saves. So the whole loop is one call, with the
+randomness drawn outside (uniforms, made into exponential races inside) so that the graph is a
+pure function of the policy's weights and its inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+from gflownets.envs.base import DiscreteEnv
+from gflownets.errors import ConfigError
+from gflownets.policies.base import Policy
+from gflownets.policies.distributions import exploration_probs
+from gflownets.sampling.trajectories import PAD, Trajectories
+
+
+def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor, gamma: float = 0.0,
+                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Roll out `uniforms.shape[1]` trajectories for `uniforms.shape[0]` steps. `uniforms`
+    (T, B, n_actions) are U[0, 1) draws; step t takes argmax(p / E) with E = -log U ~ Exp(1), the
+    exponential race of `sample_categorical`: a draw from p. (U = 0, of probability 2^-24, is
+    clamped to the smallest float so that E stays finite and an action of probability 0 can
+    never win.) Returns the padded states (B, T, *state_shape) and actions (B, T), the lengths
+    and the final states. After exit a row keeps its state; its actions are PAD; a length of
+    0 means the row never exited."""
+    steps, n, _ = uniforms.shape
+    races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
+    state_dims = len(env.state_shape)
+    states = env.initial_states(n)
+    done = torch.zeros(n, dtype=torch.bool)
+    visited, taken = [], []
+    for t in range(steps):
+        probs = exploration_probs(policy.forward_logits(states), env.forward_mask(states), gamma, temperature)
+        actions = (probs / races[t]).argmax(dim=-1)
+        frozen = done.view(n, *[1] * state_dims)
+        visited.append(torch.where(frozen, PAD, states))
+        taken.append(torch.where(done, PAD, actions))
+        done = done | (actions == env.exit_action)
+        # rows that are done get some in-range move whose result is thrown away (see `compilable`)
+        moved = env._step(states, torch.where(done, 0, actions))
+        states = torch.where(done.view(n, *[1] * state_dims), states, moved)
+    actions = torch.stack(taken, dim=1)
+    lengths = torch.where(done, (actions != PAD).sum(dim=1), 0)
+    return torch.stack(visited, dim=1), actions, lengths, states
+
+
+class CompiledSampler:
+    """`sample_forward` for training, as one compiled graph per batch size. Same distribution,
+    another random stream: it draws its races from the generator in one call per batch."""
+
+    def __init__(self, env: DiscreteEnv, policy: Policy, gamma: float = 0.0, temperature: float = 1.0):
+        if not env.compilable:
+            raise ConfigError(f"compile: {env.name} does not declare a step that compiles into one "
+                              "graph (DiscreteEnv.compilable); train it without --compile")
+        self.env = env
+        self.policy = policy
+        rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature)
+        # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python
+        self._rollout = torch.compile(rollout, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
+        #: seconds the first call of each batch size spent compiling (see `warm_up`)
+        self.compile_seconds = 0.0
+
+    def uniforms(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        # (six times cheaper than drawing exponentials with the generator: they are made in the graph)
+        return torch.rand(self.env.max_steps, n, self.env.n_actions, generator=generator)
+
+    def warm_up(self, n: int) -> float:
+        """Compile for batch size n now, on throwaway random numbers (the run's generator is not
+        touched, so a warmed-up run samples exactly as a cold one); returns the seconds it took."""
+        started = time.perf_counter()
+        with torch.no_grad():
+            self._rollout(self.uniforms(n, torch.Generator().manual_seed(0)))
+        seconds = time.perf_counter() - started
+        self.compile_seconds += seconds
+        return seconds
+
+    @torch.no_grad()
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> Trajectories:
+        states, actions, lengths, last = self._rollout(self.uniforms(n, generator))
+        if not bool(lengths.all()):
+            raise RuntimeError(f"{self.env.name}: a trajectory did not exit within max_steps={self.env.max_steps}")
+        return Trajectories(states, actions, lengths, self.env.log_reward(last))
