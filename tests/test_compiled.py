@@ -4,7 +4,7 @@ makes the same trajectories as the same code run eagerly, and training with it l
 import pytest
 import torch
 
-from gflownets.envs import Hypergrid, Sets
+from gflownets.envs import BitSeq, Hypergrid, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
 from gflownets.objectives import trajectory_balance
@@ -30,8 +30,8 @@ def fixed_step_batch(env, policy, n, generator, **kwargs):
         return rollout_fixed_steps(env, policy, uniforms, **kwargs)
 
 
-@pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=6), Hypergrid(ndim=3, height=3)],
-                         ids=["2d", "3d"])
+@pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=6), Hypergrid(ndim=3, height=3),
+                                 Sets(n_items=6, set_size=3)], ids=["hypergrid-2d", "hypergrid-3d", "sets"])
 def test_fixed_step_rollout_samples_the_policy_exactly(env):
     policy = peaked_policy(env)
     graph = StateGraph(env)
@@ -61,8 +61,9 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
     assert torch.equal(cut > 0, exited) and (~exited).any()
 
 
-def test_compiled_rollout_makes_the_same_trajectories_as_eager(generator):
-    env = Hypergrid(ndim=2, height=4)
+@pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=4), Sets(n_items=6, set_size=3)],
+                         ids=["hypergrid", "sets"])
+def test_compiled_rollout_makes_the_same_trajectories_as_eager(env, generator):
     policy = peaked_policy(env)
     sampler = CompiledSampler(env, policy, gamma=0.3, temperature=0.7)
     assert sampler.warm_up(64) > 0 and sampler.compile_seconds > 0
@@ -90,9 +91,9 @@ def test_training_with_compile_learns_the_target():
 
 def test_compile_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="compile"):
-        Trainer(RunConfig(env="sets", compile=True), progress=False)
+        Trainer(RunConfig(env="bitseq", compile=True), progress=False)
     data = tmp_path / "objects.csv"
     data.write_text("x0,x1\n1,2\n")
     with pytest.raises(ConfigError, match="offline"):
         RunConfig(offline=str(data), compile=True).validate()
-    assert not Sets.compilable and Hypergrid.compilable
+    assert not BitSeq.compilable and Hypergrid.compilable and Sets.compilable

@@ -41,6 +41,7 @@ class Sets(DiscreteEnv):
 
     name = "sets"
     Config = SetsConfig
+    compilable = True
 
     def __init__(self, config: SetsConfig | None = None, *, reward_fn: RewardFn | None = None,
                  log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **kwargs):

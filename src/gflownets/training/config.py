@@ -81,7 +81,7 @@ class RunConfig:
     threads: int = _field(0, "torch threads (0: leave torch's default)")
     compile: bool = _field(False, "compile the on-policy rollout into one graph with torch.compile: "
                                   "faster iterations after a compilation of seconds to a minute, "
-                                  "for environments that support it (hypergrid)")
+                                  "for environments that support it (hypergrid, sets)")
 
     # ------------------------------------------------------------------ validation
     def validate(self, check_env: bool = True) -> None:
