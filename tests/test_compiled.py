@@ -97,3 +97,22 @@ def test_compile_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="offline"):
         RunConfig(offline=str(data), compile=True).validate()
     assert not BitSeq.compilable and Hypergrid.compilable and Sets.compilable
+
+
+class _BranchingGrid(Hypergrid):
+    """Claims `compilable` but branches in Python on the states' values, which cannot trace."""
+
+    compilable = True
+
+    def _step(self, states, actions):
+        if bool((actions == 0).any()):
+            return states + self._unit.index_select(0, actions)
+        return states + self._unit.index_select(0, actions)
+
+
+def test_a_rollout_that_does_not_trace_is_a_clear_error():
+    env = _BranchingGrid(ndim=2, height=3)
+    sampler = CompiledSampler(env, MLPPolicy(env, hidden=8))
+    with pytest.raises(ConfigError, match="could not build the hypergrid rollout.*without --compile"):
+        sampler.warm_up(4)
+

@@ -77,8 +77,15 @@ class CompiledSampler:
         """Compile for batch size n now, on throwaway random numbers (the run's generator is not
         touched, so a warmed-up run samples exactly as a cold one); returns the seconds it took."""
         started = time.perf_counter()
-        with torch.no_grad():
-            self._rollout(self.uniforms(n, torch.Generator().manual_seed(0)))
+        try:
+            with torch.no_grad():
+                self._rollout(self.uniforms(n, torch.Generator().manual_seed(0)))
+        except Exception as err:  # noqa: BLE001 - whatever failed, the remedy is the same
+            cause = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise ConfigError(f"compile: torch.compile could not build the {self.env.name} rollout "
+                              f"({type(err).__name__}: {cause[:300]}). It needs a C++ compiler, and an "
+                              "environment whose masks, features and step trace into one graph "
+                              "(DiscreteEnv.compilable); train without --compile") from err
         seconds = time.perf_counter() - started
         self.compile_seconds += seconds
         return seconds
