@@ -55,7 +55,7 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
 
 class CompiledSampler:
     """`sample_forward` for training, as one compiled graph per batch size. Same distribution,
-    another random stream: it draws its races from the generator in one call per batch."""
+    another random stream: it draws all of a batch's uniforms from the generator in one call."""
 
     def __init__(self, env: DiscreteEnv, policy: Policy, gamma: float = 0.0, temperature: float = 1.0):
         if not env.compilable:
