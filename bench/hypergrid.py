@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[f"{o}_over_peer_iters_per_s"] = rates[o] / row["iters_per_s"][0] if peer else None
             summary.append(row)
             ratios = [f"{row[f'{o}_over_peer_iters_per_s']:.2f}x" if peer else "" for o in ours]
-            compile_s = f"{row['compile_seconds'][0]:.1f}" if row["compile_seconds"][0] == row["compile_seconds"][0] else "-"
+            compile_s = "-" if math.isnan(row["compile_seconds"][0]) else f"{row['compile_seconds'][0]:.1f}"
             lines.append(f"{dim:>2} {system:13s} {fmt(row['iters_per_s'], 1):>12} "
                          f"{fmt(row['trajectories_per_s'], 0):>12} {fmt(row['peak_rss_mb'], 0):>12} "
                          f"{fmt(row['l1_samples'], 3):>14} {compile_s:>10} "

@@ -62,7 +62,6 @@ class CompiledSampler:
             raise ConfigError(f"compile: {env.name} does not declare a step that compiles into one "
                               "graph (DiscreteEnv.compilable); train it without --compile")
         self.env = env
-        self.policy = policy
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python
         self._rollout = torch.compile(rollout, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})

@@ -268,7 +268,7 @@ class Trainer:
             atomic_write_text(self.out_dir / "config.yaml", cfg.dump())
             self._truncate_metrics()
             metrics_file = open(self.out_dir / "metrics.jsonl", "a")
-        if self.compiled_sampler is not None and self.step < total and self.offline_objects is None:
+        if self.compiled_sampler is not None and self.step < total:  # (config refuses it offline)
             # compile before the clock starts; its time is reported on its own (`compile_seconds`)
             if self.progress:
                 tqdm.write(f"compiling the {self.env.name} rollout (torch.compile) ...")
