@@ -1,15 +1,18 @@
 """The fixed-shape rollout behind `--compile`: it samples the policy exactly, the compiled graph
 makes the same trajectories as the same code run eagerly, and training with it learns the target."""
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
 from gflownets.envs import BitSeq, Hypergrid, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
-from gflownets.objectives import trajectory_balance
+from gflownets.objectives import get_objective, trajectory_balance
 from gflownets.policies import MLPPolicy
-from gflownets.sampling import PAD
+from gflownets.sampling import PAD, Trajectories, sample_forward
 from gflownets.sampling.compiled import CompiledSampler, rollout_fixed_steps
 from gflownets.training import RunConfig, Trainer
 from test_sampling import assert_matches
@@ -36,7 +39,7 @@ def test_fixed_step_rollout_samples_the_policy_exactly(env):
     policy = peaked_policy(env)
     graph = StateGraph(env)
     exact = graph.terminal_distribution(policy)
-    _, _, lengths, objects = fixed_step_batch(env, policy, 100_000, torch.Generator().manual_seed(0))
+    _, _, lengths, objects, _, _ = fixed_step_batch(env, policy, 100_000, torch.Generator().manual_seed(0))
     assert (lengths > 0).all()
     counts = torch.bincount(graph.terminal_positions(objects), minlength=len(exact))
     assert_matches(exact, counts)
@@ -45,7 +48,7 @@ def test_fixed_step_rollout_samples_the_policy_exactly(env):
 def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(generator):
     env = Hypergrid(ndim=3, height=4)
     policy = peaked_policy(env)
-    states, actions, lengths, last = fixed_step_batch(env, policy, 300, generator, gamma=0.4)
+    states, actions, lengths, last, _, _ = fixed_step_batch(env, policy, 300, generator, gamma=0.4)
     assert states.shape == (300, env.max_steps, 3) and actions.shape == (300, env.max_steps)
     assert (states[:, 0] == 0).all()
     for i in range(300):
@@ -56,7 +59,7 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
             assert torch.equal(env.step(states[i, :n - 1], actions[i, :n - 1]), states[i, 1:n])
     # a trajectory that has not exited within the steps given is reported with length 0
     with torch.no_grad():
-        _, cut_actions, cut, _ = rollout_fixed_steps(env, policy, torch.rand(2, 300, env.n_actions, generator=generator))
+        _, cut_actions, cut, _, _, _ = rollout_fixed_steps(env, policy, torch.rand(2, 300, env.n_actions, generator=generator))
     exited = (cut_actions == env.exit_action).any(dim=1)
     assert torch.equal(cut > 0, exited) and (~exited).any()
 
@@ -116,3 +119,99 @@ def test_a_rollout_that_does_not_trace_is_a_clear_error():
     with pytest.raises(ConfigError, match="could not build the hypergrid rollout.*without --compile"):
         sampler.warm_up(4)
 
+
+
+# ---------------------------------------------------------------- kept activations
+# A compiled batch carries the policy's activations and each step's log-probabilities with
+# their derivatives (`policies/kept.py`); the objectives reuse them instead of a second forward
+# pass. They must give the same losses and gradients, and never be used with other weights.
+
+@pytest.fixture(scope="module", params=["learned", "uniform"])
+def compiled_grid(request):
+    env = Hypergrid(ndim=2, height=5)
+    torch.manual_seed(4)
+    policy = MLPPolicy(env, hidden=32, backward=request.param)
+    sampler = CompiledSampler(env, policy, gamma=0.2)
+    sampler.warm_up(32)
+    return env, policy, sampler
+
+
+def _loss_and_gradients(objective, policy, batch):
+    policy.zero_grad(set_to_none=True)
+    loss = objective(policy, batch)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in policy.parameters()]
+
+
+@pytest.mark.parametrize("name", ["tb", "db", "subtb"])
+def test_kept_activations_give_the_loss_and_gradients_of_a_second_pass(compiled_grid, name):
+    env, policy, sampler = compiled_grid
+    batch = sampler(32, torch.Generator().manual_seed(1))
+    assert batch.activations is not None
+    flat = batch.valid.view(-1).nonzero().squeeze(1)
+    assert batch.activations.replay(policy, flat) is not None  # the reuse path is the one taken
+    objective = get_objective(name, subtb_lambda=0.8)
+    kept_loss, kept_grads = _loss_and_gradients(objective, policy, batch)
+    loss, grads = _loss_and_gradients(objective, policy, dataclasses.replace(batch, activations=None))
+    assert kept_loss > 0 and torch.allclose(kept_loss, loss, rtol=1e-5)
+    for kept_grad, grad in zip(kept_grads, grads):
+        assert torch.allclose(kept_grad, grad, rtol=1e-4, atol=1e-6), float((kept_grad - grad).abs().max())
+
+
+def test_the_replayed_network_has_the_networks_outputs_and_gradient(generator):
+    for env in (Hypergrid(ndim=3, height=4), Sets(n_items=6, set_size=3)):
+        policy = peaked_policy(env)
+        states = sample_forward(env, policy, 40, generator).states.flatten(0, 1)
+        states = states[(states != PAD).all(dim=-1)]  # the padding rows are no states
+        with torch.no_grad():
+            _, kept = policy.rollout_outputs(states)
+        rows = torch.randint(len(states), (50,), generator=generator)  # repeats included
+        weights = [torch.randn(50, k, generator=generator) for k in (env.n_actions, env.n_actions - 1)]
+
+        def scalar(out):
+            return (out.forward_logits * weights[0]).sum() + (out.backward_logits * weights[1]).sum() + out.log_flow.sum()
+
+        policy.zero_grad(set_to_none=True)
+        replayed = policy.replay(kept, rows)
+        scalar(replayed).backward()
+        network = policy.network_parameters()
+        kept_grads = [p.grad.clone() for p in network]
+        policy.zero_grad(set_to_none=True)
+        direct = policy(states[rows])
+        scalar(direct).backward()
+        assert torch.allclose(replayed.forward_logits, direct.forward_logits, atol=1e-6)
+        assert torch.allclose(replayed.backward_logits, direct.backward_logits, atol=1e-6)
+        assert torch.allclose(replayed.log_flow, direct.log_flow, atol=1e-6)
+        for kept_grad, p in zip(kept_grads, network):
+            assert torch.allclose(kept_grad, p.grad, rtol=1e-5, atol=1e-6), p.shape
+
+
+def test_kept_activations_are_ignored_once_the_weights_change(compiled_grid):
+    env, policy, sampler = compiled_grid
+    batch = sampler(32, torch.Generator().manual_seed(2))
+    flat = batch.valid.view(-1).nonzero().squeeze(1)
+    # another policy (an average, a copy) never takes them
+    other = copy.deepcopy(policy)
+    assert batch.activations.replay(other, flat) is None
+    # a step of any optimizer makes them stale
+    optimizer = torch.optim.SGD(policy.parameters(), lr=1e-3)
+    _loss_and_gradients(trajectory_balance, policy, batch)
+    optimizer.step()
+    assert batch.activations.replay(policy, flat) is None
+    assert torch.equal(trajectory_balance(policy, batch),
+                       trajectory_balance(policy, dataclasses.replace(batch, activations=None)))
+    # concatenated batches drop them (their rows would no longer line up)
+    assert Trajectories.cat([sampler(32), sampler(32)]).activations is None
+
+
+def test_the_trainer_makes_kept_activations_stale_after_its_fused_adam_step():
+    """torch.optim.Adam(fused=True) does not bump autograd's version counters; the Trainer does."""
+    config = RunConfig(env="hypergrid", env_args=dict(ndim=2, height=5), iters=3, batch_size=8, hidden=16,
+                       eval_every=0, compile=True)
+    trainer = Trainer(config, progress=False)
+    trainer.compiled_sampler.warm_up(8)
+    batch = trainer.make_batch()
+    flat = batch.valid.view(-1).nonzero().squeeze(1)
+    assert batch.activations.replay(trainer.policy, flat) is not None
+    trainer.train_step()
+    assert batch.activations.replay(trainer.policy, flat) is None

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from gflownets.policies.base import Policy
-from gflownets.policies.distributions import masked_log_softmax
+from gflownets.policies.distributions import move_log_probs
 from gflownets.sampling.trajectories import Trajectories
 
 
@@ -58,17 +58,21 @@ def step_terms(policy: Policy, batch: Trajectories) -> StepTerms:
     width = batch.actions.shape[1]
     # positions of the existing steps in the flattened (n * width) batch: one index for every gather
     flat = batch.valid.view(-1).nonzero().squeeze(1)
+    trajectory = flat.div(width, rounding_mode="floor")
+    # the rollout's own forward passes where it kept them (same weights): no second pass
+    replayed = batch.activations.replay(policy, flat) if batch.activations is not None else None
+    if replayed is not None:
+        out, log_pf, log_pb = replayed
+        return StepTerms(flat, trajectory, log_pf, log_pb, out.log_flow)
     flat_states = batch.states.flatten(0, 1).index_select(0, flat)
     flat_actions = batch.actions.view(-1).index_select(0, flat)
     out = policy(flat_states)
-    log_pf = masked_log_softmax(out.forward_logits, env.forward_mask(flat_states))
-    log_pf = log_pf.gather(1, flat_actions[:, None]).squeeze(1)
     # the move into s_t is the action before it in the same row; at s_0 (t = 0) there is none:
     # the entry read there (clamped to a valid index) is zeroed
     previous = batch.actions.view(-1).index_select(0, (flat - 1).clamp(min=0)).clamp(0, env.n_actions - 2)
-    log_pb = masked_log_softmax(out.backward_logits, env.backward_mask(flat_states))
-    log_pb = log_pb.gather(1, previous[:, None]).squeeze(1).masked_fill(flat % width == 0, 0.0)
-    return StepTerms(flat, flat.div(width, rounding_mode="floor"), log_pf, log_pb, out.log_flow)
+    log_pf, log_pb = move_log_probs(env, out.forward_logits, out.backward_logits, flat_states, flat_actions,
+                                    previous, flat % width == 0)
+    return StepTerms(flat, trajectory, log_pf, log_pb, out.log_flow)
 
 
 def trajectory_terms(policy: Policy, batch: Trajectories) -> TrajectoryTerms:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -37,6 +38,30 @@ class Policy(nn.Module):
         """Only the P_F logits: what a rollout step needs (policies may skip the other heads)."""
         return self(states).forward_logits
 
+    def rollout_outputs(self, states: torch.Tensor) -> tuple[PolicyOutput, tuple[torch.Tensor, ...]]:
+        """The outputs for a rollout step, and what of this forward pass the policy can `replay`
+        later (one row per state). A rollout has already run the network on every state a loss
+        will evaluate; keeping its activations saves the loss that second forward pass. The
+        default keeps nothing (the loss then runs the network again)."""
+        return self(states), ()
+
+    def replay(self, kept: tuple[torch.Tensor, ...], rows: torch.Tensor) -> PolicyOutput:
+        """The outputs on the given rows of what `rollout_outputs` kept, differentiable with
+        respect to the parameters as if the network had run on those states now. Only called
+        for policies whose `rollout_outputs` keeps something, and only while the weights are
+        the ones that made it (`policies.kept.Activations`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no activations to replay")
+
+    def weights_version(self) -> tuple[int, ...]:
+        """Autograd's in-place version counter of every parameter: it changes when any weight
+        is written (optimizers, `load_state_dict`), so kept activations can tell they are stale."""
+        return tuple(p._version for p in self._parameter_list)
+
+    @functools.cached_property
+    def _parameter_list(self) -> list[nn.Parameter]:
+        # listed once: walking the modules costs more than reading the counters, on every batch
+        return list(self.parameters())
+
     def flow_parameters(self) -> list[nn.Parameter]:
         """Parameters trained with the log-Z learning rate."""
         return [self.log_z]
@@ -44,3 +69,4 @@ class Policy(nn.Module):
     def network_parameters(self) -> list[nn.Parameter]:
         ids = {id(p) for p in self.flow_parameters()}
         return [p for p in self.parameters() if id(p) not in ids]
+

@@ -7,7 +7,12 @@ into gradients through a softmax that is computed but never used.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from gflownets.envs.base import DiscreteEnv
 
 #: logit given to forbidden actions; exp() of it underflows to exactly 0 next to real logits
 MASKED_LOGIT = -1e9
@@ -16,6 +21,16 @@ MASKED_LOGIT = -1e9
 def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Log-probabilities over allowed actions; entries of forbidden actions are meaningless."""
     return logits.masked_fill(~mask, MASKED_LOGIT).log_softmax(dim=-1)
+
+
+def move_log_probs(env: DiscreteEnv, forward_logits: torch.Tensor, backward_logits: torch.Tensor,
+                   states: torch.Tensor, actions: torch.Tensor, previous: torch.Tensor,
+                   first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row by row: log P_F(action | state), and log P_B(previous | state) of the move into the
+    state (0 where `first`: s0 has no move into it)."""
+    log_pf = masked_log_softmax(forward_logits, env.forward_mask(states)).gather(1, actions[:, None]).squeeze(1)
+    log_pb = masked_log_softmax(backward_logits, env.backward_mask(states)).gather(1, previous[:, None]).squeeze(1)
+    return log_pf, log_pb.masked_fill(first, 0.0)
 
 
 def exploration_probs(logits: torch.Tensor, mask: torch.Tensor, gamma: float = 0.0,

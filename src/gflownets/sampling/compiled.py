@@ -19,27 +19,36 @@ import torch
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
 from gflownets.policies.base import Policy
-from gflownets.policies.distributions import exploration_probs
+from gflownets.policies.distributions import exploration_probs, move_log_probs
+from gflownets.policies.kept import Activations
 from gflownets.sampling.trajectories import PAD, Trajectories
 
 
 def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor, gamma: float = 0.0,
-                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                           tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """Roll out `uniforms.shape[1]` trajectories for `uniforms.shape[0]` steps. `uniforms`
     (T, B, n_actions) are U[0, 1) draws; step t takes argmax(p / E) with E = -log U ~ Exp(1), the
     exponential race of `sample_categorical`: a draw from p. (U = 0, of probability 2^-24, is
     clamped to the smallest float so that E stays finite and an action of probability 0 can
-    never win.) Returns the padded states (B, T, *state_shape) and actions (B, T), the lengths
-    and the final states. After exit a row keeps its state; its actions are PAD; a length of
-    0 means the row never exited."""
+    never win.) After exit a row keeps its state; its actions are PAD.
+
+    Returns the padded states (B, T, *state_shape) and actions (B, T), the lengths (0: the row
+    never exited), the final states; and, for `Activations`, what the policy kept of its forward
+    passes (`Policy.rollout_outputs`) and each step's log P_F, log P_B and their derivatives
+    with respect to the logits, all as T * B rows in step-major order (empty tuples when the
+    policy keeps nothing)."""
     steps, n, _ = uniforms.shape
     races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
     state_dims = len(env.state_shape)
     states = env.initial_states(n)
     done = torch.zeros(n, dtype=torch.bool)
-    visited, taken = [], []
+    visited, taken, outputs, kept = [], [], [], []
     for t in range(steps):
-        probs = exploration_probs(policy.forward_logits(states), env.forward_mask(states), gamma, temperature)
+        out, kept_now = policy.rollout_outputs(states)
+        outputs.append(out)
+        kept.append(kept_now)
+        probs = exploration_probs(out.forward_logits, env.forward_mask(states), gamma, temperature)
         actions = (probs / races[t]).argmax(dim=-1)
         frozen = done.view(n, *[1] * state_dims)
         visited.append(torch.where(frozen, PAD, states))
@@ -50,18 +59,54 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
         states = torch.where(done.view(n, *[1] * state_dims), states, moved)
     actions = torch.stack(taken, dim=1)
     lengths = torch.where(done, (actions != PAD).sum(dim=1), 0)
-    return torch.stack(visited, dim=1), actions, lengths, states
+    if not kept[0]:
+        return torch.stack(visited, dim=1), actions, lengths, states, (), ()
+    # step-major rows; torch.cat, not stack along dim 1, lets each step write its own block
+    kept = tuple(torch.cat(per_step) for per_step in zip(*kept))
+    log_probs = _log_probs_and_derivatives(env, outputs, visited, taken)
+    return torch.stack(visited, dim=1), actions, lengths, states, kept, log_probs
+
+
+def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[torch.Tensor],
+                               taken: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Every step's log P_F and log P_B (`move_log_probs`) and, by autodiff, their derivatives
+    with respect to its own row of forward and backward logits (T * B rows, step-major). Rows
+    past a trajectory's end hold meaningless values that no loss selects."""
+    n = taken[0].shape[0]
+    forward_logits = torch.cat([out.forward_logits for out in outputs])
+    backward_logits = torch.cat([out.backward_logits for out in outputs])
+    states = torch.cat(visited).clamp(min=0)
+    actions = torch.cat(taken).clamp(min=0)
+    # the move into s_t is a_{t-1}; s_0 has none (any index will do: it is masked to 0)
+    previous = torch.cat([torch.zeros_like(taken[0]), *taken[:-1]]).clamp(0, env.n_actions - 2)
+    first = torch.arange(len(actions)) < n
+
+    def log_probs(f: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return move_log_probs(env, f, b, states, actions, previous, first)
+
+    (log_pf, log_pb), vjp = torch.func.vjp(log_probs, forward_logits, backward_logits)
+    ones, zeros = torch.ones_like(log_pf), torch.zeros_like(log_pf)
+    # each log-probability depends on its own row only, so a vector-Jacobian product with ones
+    # gives every row's derivative at once
+    d_log_pf = vjp((ones, zeros))[0]
+    d_log_pb = vjp((zeros, ones))[1]
+    return log_pf, log_pb, d_log_pf, d_log_pb
 
 
 class CompiledSampler:
     """`sample_forward` for training, as one compiled graph per batch size. Same distribution,
-    another random stream: it draws all of a batch's uniforms from the generator in one call."""
+    another random stream: it draws all of a batch's uniforms from the generator in one call.
+    The batches carry the policy's kept activations (`Trajectories.activations`), which the
+    objectives reuse while the weights stay as they were. (Optimizers that write the weights
+    without autograd knowing, as `torch.optim.Adam(fused=True)` does, must be followed by
+    `torch.autograd.graph.increment_version` on the parameters, as the Trainer does.)"""
 
     def __init__(self, env: DiscreteEnv, policy: Policy, gamma: float = 0.0, temperature: float = 1.0):
         if not env.compilable:
             raise ConfigError(f"compile: {env.name} does not declare a step that compiles into one "
                               "graph (DiscreteEnv.compilable); train it without --compile")
         self.env = env
+        self.policy = policy
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python
         self._rollout = torch.compile(rollout, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
@@ -91,7 +136,7 @@ class CompiledSampler:
 
     @torch.no_grad()
     def __call__(self, n: int, generator: torch.Generator | None = None) -> Trajectories:
-        states, actions, lengths, last = self._rollout(self.uniforms(n, generator))
+        states, actions, lengths, last, kept, log_probs = self._rollout(self.uniforms(n, generator))
         if not bool(lengths.all()):
             raise RuntimeError(f"{self.env.name}: a trajectory did not exit within max_steps={self.env.max_steps}")
-        return Trajectories(states, actions, lengths, self.env.log_reward(last))
+        return Trajectories(states, actions, lengths, self.env.log_reward(last), Activations.of(self.policy, kept, log_probs, n))

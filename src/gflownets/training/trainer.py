@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.autograd.graph import increment_version
 from tqdm import tqdm
 
 from gflownets.envs.base import DiscreteEnv
@@ -72,6 +73,7 @@ class Trainer:
         # (averaged, current) parameter lists, made once: listing them costs more than the update
         self._ema_pairs = _parameter_pairs(self.ema_policy, self.policy)
         self._target_pairs = _parameter_pairs(self.target_policy, self.policy)
+        self._parameters = list(self.policy.parameters())
         # --compile: the on-policy rollout as one compiled graph (replayed, offline and refined
         # batches keep the eager samplers)
         self.compiled_sampler = (CompiledSampler(self.env, self.policy, config.exploration, config.temperature)
@@ -207,6 +209,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        # fused Adam writes the weights behind autograd's back: bump their version counters, so
+        # that anything made with the old weights (kept rollout activations) knows it is stale
+        increment_version(self._parameters)
         if self.ema_policy is not None:
             # warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
             # average forgets the random initial weights quickly instead of lagging behind

@@ -1,0 +1,72 @@
+"""What a rollout keeps of the policy's forward passes, so that the loss need not run the
+network again on the states the rollout has just visited.
+
+A compiled rollout (`sampling/compiled.py`) evaluates the policy on every state of its batch
+anyway. It keeps the policy's activations (`Policy.rollout_outputs`), and, while it is in one
+graph, also each step's log P_F and log P_B and their derivatives with respect to the logits
+(by `torch.func.vjp` of `move_log_probs`, the same function the eager loss uses). The loss then
+gets the same terms with the same gradients from a few row selections: autograd chains the
+kept derivatives into the policy's `replay`, whose backward pass is the network's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from gflownets.policies.base import Policy, PolicyOutput
+
+
+@dataclasses.dataclass
+class Activations:
+    """What a rollout kept on a batch of n trajectories padded to T steps, as tensors of T * n
+    rows in step-major order (row t * n + b: step t of trajectory b, as a rollout makes them):
+
+    - `kept`: the policy's activations (`Policy.rollout_outputs`);
+    - `log_probs`: log P_F(a_t | s_t), log P_B(a_{t-1} | s_t) (0 at t = 0), and their
+      derivatives with respect to the forward and the backward logits of the same row;
+    - the weights' versions at the time (`Policy.weights_version`): once the weights have
+      changed, the activations are stale and ignored.
+    """
+
+    kept: tuple[torch.Tensor, ...]
+    log_probs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    n: int
+    policy_id: int
+    versions: tuple[int, ...]
+
+    @classmethod
+    def of(cls, policy: Policy, kept: tuple[torch.Tensor, ...], log_probs: tuple[torch.Tensor, ...],
+           n: int) -> Activations | None:
+        return cls(kept, log_probs, n, id(policy), policy.weights_version()) if kept else None
+
+    def replay(self, policy: Policy, flat: torch.Tensor) -> tuple[PolicyOutput, torch.Tensor, torch.Tensor] | None:
+        """(outputs, log P_F, log P_B into the state) at the steps `flat` (positions b * T + t of
+        the flattened (n, T) batch), differentiable with respect to the policy's parameters; None
+        when these activations were made by another policy or with other weights."""
+        if id(policy) != self.policy_id or policy.weights_version() != self.versions:
+            return None
+        steps = self.kept[0].shape[0] // self.n
+        rows = flat.remainder(steps).mul_(self.n).add_(flat.div(steps, rounding_mode="floor"))
+        out = policy.replay(self.kept, rows)
+        log_pf, log_pb = _KeptLogProbs.apply(out.forward_logits, out.backward_logits, rows, *self.log_probs)
+        return out, log_pf, log_pb
+
+
+class _KeptLogProbs(torch.autograd.Function):
+    """The kept log-probabilities of the selected rows, as functions of the logits: backward
+    scales each row's kept derivative by the incoming gradient (each log-probability depends
+    on its own row's logits only)."""
+
+    @staticmethod
+    def forward(ctx, forward_logits: torch.Tensor, backward_logits: torch.Tensor, rows: torch.Tensor,
+                log_pf: torch.Tensor, log_pb: torch.Tensor, d_log_pf: torch.Tensor,
+                d_log_pb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.save_for_backward(d_log_pf.index_select(0, rows), d_log_pb.index_select(0, rows))
+        return log_pf.index_select(0, rows), log_pb.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad_pf: torch.Tensor, grad_pb: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        d_log_pf, d_log_pb = ctx.saved_tensors
+        return grad_pf[:, None] * d_log_pf, grad_pb[:, None] * d_log_pb, None, None, None, None, None
