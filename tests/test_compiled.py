@@ -149,7 +149,8 @@ def test_kept_activations_give_the_loss_and_gradients_of_a_second_pass(compiled_
     batch = sampler(32, torch.Generator().manual_seed(1))
     assert batch.activations is not None
     flat = batch.valid.view(-1).nonzero().squeeze(1)
-    assert batch.activations.replay(policy, flat) is not None  # the reuse path is the one taken
+    assert batch.activations.replay(policy, flat) is not None  # the reuse paths are the ones taken
+    assert batch.activations.log_ratio_sum(policy) is not None
     objective = get_objective(name, subtb_lambda=0.8)
     kept_loss, kept_grads = _loss_and_gradients(objective, policy, batch)
     loss, grads = _loss_and_gradients(objective, policy, dataclasses.replace(batch, activations=None))
@@ -197,7 +198,7 @@ def test_kept_activations_are_ignored_once_the_weights_change(compiled_grid):
     optimizer = torch.optim.SGD(policy.parameters(), lr=1e-3)
     _loss_and_gradients(trajectory_balance, policy, batch)
     optimizer.step()
-    assert batch.activations.replay(policy, flat) is None
+    assert batch.activations.replay(policy, flat) is None and batch.activations.log_ratio_sum(policy) is None
     assert torch.equal(trajectory_balance(policy, batch),
                        trajectory_balance(policy, dataclasses.replace(batch, activations=None)))
     # concatenated batches drop them (their rows would no longer line up)

@@ -13,9 +13,12 @@ from gflownets.sampling.trajectories import Trajectories
 
 def trajectory_balance(policy: Policy, batch: Trajectories) -> torch.Tensor:
     """mean_tau (log Z + sum log P_F - log R(x) - sum log P_B)^2. Summed straight from the
-    per-step terms: TB needs no padded layout (and this is the benchmarked hot path)."""
-    steps = step_terms(policy, batch)
-    log_ratio = steps.per_trajectory(steps.log_pf - steps.log_pb_into, len(batch))
+    per-step terms: TB needs no padded layout (and this is the benchmarked hot path); a compiled
+    rollout has even summed them already (`Activations.log_ratio_sum`)."""
+    log_ratio = batch.activations.log_ratio_sum(policy) if batch.activations is not None else None
+    if log_ratio is None:
+        steps = step_terms(policy, batch)
+        log_ratio = steps.per_trajectory(steps.log_pf - steps.log_pb_into, len(batch))
     residual = policy.log_z + log_ratio - batch.log_rewards.to(log_ratio.dtype)
     return residual.pow(2).mean()
 

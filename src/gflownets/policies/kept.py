@@ -24,34 +24,56 @@ class Activations:
     rows in step-major order (row t * n + b: step t of trajectory b, as a rollout makes them):
 
     - `kept`: the policy's activations (`Policy.rollout_outputs`);
-    - `log_probs`: log P_F(a_t | s_t), log P_B(a_{t-1} | s_t) (0 at t = 0), and their
-      derivatives with respect to the forward and the backward logits of the same row;
+    - `log_pf`, `log_pb`: log P_F(a_t | s_t) and log P_B(a_{t-1} | s_t) (0 at t = 0 and past
+      the end), and `d_log_pf`, `d_log_pb` their derivatives with respect to the forward and
+      the backward logits of the same row;
+    - `valid`: which rows are steps; `log_ratio_sums`: (n,) sum over each trajectory of
+      log P_F - log P_B;
     - the weights' versions at the time (`Policy.weights_version`): once the weights have
       changed, the activations are stale and ignored.
     """
 
     kept: tuple[torch.Tensor, ...]
-    log_probs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-    n: int
+    log_pf: torch.Tensor
+    log_pb: torch.Tensor
+    d_log_pf: torch.Tensor
+    d_log_pb: torch.Tensor
+    valid: torch.Tensor
+    log_ratio_sums: torch.Tensor
     policy_id: int
     versions: tuple[int, ...]
 
     @classmethod
-    def of(cls, policy: Policy, kept: tuple[torch.Tensor, ...], log_probs: tuple[torch.Tensor, ...],
-           n: int) -> Activations | None:
-        return cls(kept, log_probs, n, id(policy), policy.weights_version()) if kept else None
+    def of(cls, policy: Policy, kept: tuple[torch.Tensor, ...], log_probs: tuple[torch.Tensor, ...]) -> Activations | None:
+        """From what `rollout_fixed_steps` returns; None when the policy kept nothing."""
+        return cls(kept, *log_probs, id(policy), policy.weights_version()) if kept else None
+
+    def _usable_by(self, policy: Policy) -> bool:
+        return id(policy) == self.policy_id and policy.weights_version() == self.versions
 
     def replay(self, policy: Policy, flat: torch.Tensor) -> tuple[PolicyOutput, torch.Tensor, torch.Tensor] | None:
         """(outputs, log P_F, log P_B into the state) at the steps `flat` (positions b * T + t of
         the flattened (n, T) batch), differentiable with respect to the policy's parameters; None
         when these activations were made by another policy or with other weights."""
-        if id(policy) != self.policy_id or policy.weights_version() != self.versions:
+        if not self._usable_by(policy):
             return None
-        steps = self.kept[0].shape[0] // self.n
-        rows = flat.remainder(steps).mul_(self.n).add_(flat.div(steps, rounding_mode="floor"))
+        n = len(self.log_ratio_sums)
+        steps = len(self.valid) // n
+        rows = flat.remainder(steps).mul_(n).add_(flat.div(steps, rounding_mode="floor"))
         out = policy.replay(self.kept, rows)
-        log_pf, log_pb = _KeptLogProbs.apply(out.forward_logits, out.backward_logits, rows, *self.log_probs)
+        log_pf, log_pb = _KeptLogProbs.apply(out.forward_logits, out.backward_logits, rows,
+                                             self.log_pf, self.log_pb, self.d_log_pf, self.d_log_pb)
         return out, log_pf, log_pb
+
+    def log_ratio_sum(self, policy: Policy) -> torch.Tensor | None:
+        """(n,) sum over each trajectory of log P_F - log P_B, differentiable (what trajectory
+        balance needs, with a few operations instead of per-step terms); None when stale."""
+        if not self._usable_by(policy):
+            return None
+        rows = self.valid.nonzero().squeeze(1)
+        out = policy.replay(self.kept, rows)
+        return _KeptLogRatioSums.apply(out.forward_logits, out.backward_logits, rows, self.log_ratio_sums,
+                                       self.d_log_pf, self.d_log_pb)
 
 
 class _KeptLogProbs(torch.autograd.Function):
@@ -70,3 +92,21 @@ class _KeptLogProbs(torch.autograd.Function):
     def backward(ctx, grad_pf: torch.Tensor, grad_pb: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         d_log_pf, d_log_pb = ctx.saved_tensors
         return grad_pf[:, None] * d_log_pf, grad_pb[:, None] * d_log_pb, None, None, None, None, None
+
+
+class _KeptLogRatioSums(torch.autograd.Function):
+    """The kept per-trajectory sums of log P_F - log P_B as functions of the selected rows'
+    logits: a step's row gets its trajectory's incoming gradient times the row's derivatives."""
+
+    @staticmethod
+    def forward(ctx, forward_logits: torch.Tensor, backward_logits: torch.Tensor, rows: torch.Tensor,
+                log_ratio_sums: torch.Tensor, d_log_pf: torch.Tensor, d_log_pb: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows.remainder(len(log_ratio_sums)), d_log_pf.index_select(0, rows),
+                              d_log_pb.index_select(0, rows))
+        return log_ratio_sums.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        trajectory, d_log_pf, d_log_pb = ctx.saved_tensors
+        per_row = grad.index_select(0, trajectory)[:, None]
+        return per_row * d_log_pf, -per_row * d_log_pb, None, None, None, None

@@ -15,6 +15,7 @@ import functools
 import time
 
 import torch
+from torch.nn import functional as F
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
@@ -69,20 +70,24 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
 
 def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[torch.Tensor],
                                taken: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Every step's log P_F and log P_B (`move_log_probs`) and, by autodiff, their derivatives
-    with respect to its own row of forward and backward logits (T * B rows, step-major). Rows
-    past a trajectory's end hold meaningless values that no loss selects."""
+    """For `Activations`: every step's log P_F and log P_B (`move_log_probs`) and, by autodiff,
+    their derivatives with respect to its own row of forward and backward logits (T * B rows,
+    step-major; rows past a trajectory's end are zero); which rows are steps; and each
+    trajectory's sum of log P_F - log P_B, all that trajectory balance needs."""
     n = taken[0].shape[0]
     forward_logits = torch.cat([out.forward_logits for out in outputs])
     backward_logits = torch.cat([out.backward_logits for out in outputs])
+    taken = torch.cat(taken)
+    valid = taken != PAD
     states = torch.cat(visited).clamp(min=0)
-    actions = torch.cat(taken).clamp(min=0)
+    actions = taken.clamp(min=0)
     # the move into s_t is a_{t-1}; s_0 has none (any index will do: it is masked to 0)
-    previous = torch.cat([torch.zeros_like(taken[0]), *taken[:-1]]).clamp(0, env.n_actions - 2)
+    previous = F.pad(taken[:-n], (n, 0)).clamp(0, env.n_actions - 2)
     first = torch.arange(len(actions)) < n
 
     def log_probs(f: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return move_log_probs(env, f, b, states, actions, previous, first)
+        log_pf, log_pb = move_log_probs(env, f, b, states, actions, previous, first)
+        return torch.where(valid, log_pf, 0.0), torch.where(valid, log_pb, 0.0)
 
     (log_pf, log_pb), vjp = torch.func.vjp(log_probs, forward_logits, backward_logits)
     ones, zeros = torch.ones_like(log_pf), torch.zeros_like(log_pf)
@@ -90,7 +95,8 @@ def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[to
     # gives every row's derivative at once
     d_log_pf = vjp((ones, zeros))[0]
     d_log_pb = vjp((zeros, ones))[1]
-    return log_pf, log_pb, d_log_pf, d_log_pb
+    log_ratio_sums = (log_pf - log_pb).view(-1, n).sum(dim=0)
+    return log_pf, log_pb, d_log_pf, d_log_pb, valid, log_ratio_sums
 
 
 class CompiledSampler:
@@ -139,4 +145,4 @@ class CompiledSampler:
         states, actions, lengths, last, kept, log_probs = self._rollout(self.uniforms(n, generator))
         if not bool(lengths.all()):
             raise RuntimeError(f"{self.env.name}: a trajectory did not exit within max_steps={self.env.max_steps}")
-        return Trajectories(states, actions, lengths, self.env.log_reward(last), Activations.of(self.policy, kept, log_probs, n))
+        return Trajectories(states, actions, lengths, self.env.log_reward(last), Activations.of(self.policy, kept, log_probs))
