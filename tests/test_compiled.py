@@ -39,7 +39,7 @@ def test_fixed_step_rollout_samples_the_policy_exactly(env):
     policy = peaked_policy(env)
     graph = StateGraph(env)
     exact = graph.terminal_distribution(policy)
-    _, _, lengths, objects, _, _ = fixed_step_batch(env, policy, 100_000, torch.Generator().manual_seed(0))
+    _, _, lengths, objects, *_ = fixed_step_batch(env, policy, 100_000, torch.Generator().manual_seed(0))
     assert (lengths > 0).all()
     counts = torch.bincount(graph.terminal_positions(objects), minlength=len(exact))
     assert_matches(exact, counts)
@@ -48,7 +48,7 @@ def test_fixed_step_rollout_samples_the_policy_exactly(env):
 def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(generator):
     env = Hypergrid(ndim=3, height=4)
     policy = peaked_policy(env)
-    states, actions, lengths, last, _, _ = fixed_step_batch(env, policy, 300, generator, gamma=0.4)
+    states, actions, lengths, last, *_ = fixed_step_batch(env, policy, 300, generator, gamma=0.4)
     assert states.shape == (300, env.max_steps, 3) and actions.shape == (300, env.max_steps)
     assert (states[:, 0] == 0).all()
     for i in range(300):
@@ -59,7 +59,7 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
             assert torch.equal(env.step(states[i, :n - 1], actions[i, :n - 1]), states[i, 1:n])
     # a trajectory that has not exited within the steps given is reported with length 0
     with torch.no_grad():
-        _, cut_actions, cut, _, _, _ = rollout_fixed_steps(env, policy, torch.rand(2, 300, env.n_actions, generator=generator))
+        _, cut_actions, cut, *_ = rollout_fixed_steps(env, policy, torch.rand(2, 300, env.n_actions, generator=generator))
     exited = (cut_actions == env.exit_action).any(dim=1)
     assert torch.equal(cut > 0, exited) and (~exited).any()
 
@@ -216,3 +216,12 @@ def test_the_trainer_makes_kept_activations_stale_after_its_fused_adam_step():
     assert batch.activations.replay(trainer.policy, flat) is not None
     trainer.train_step()
     assert batch.activations.replay(trainer.policy, flat) is None
+
+
+def test_a_users_reward_function_is_called_outside_the_graph(generator):
+    """The environment's own reward is computed inside the compiled graph; a user's function is
+    arbitrary Python and is called on the final states, validated as always."""
+    env = Hypergrid(ndim=2, height=4, reward_fn=lambda objects: 1.0 + objects.sum(dim=1).double())
+    sampler = CompiledSampler(env, peaked_policy(env))
+    batch = sampler(64, generator)
+    assert torch.allclose(batch.log_rewards, (1.0 + batch.terminal_states.sum(dim=1).double()).log())

@@ -55,7 +55,7 @@ class DiscreteEnv(abc.ABC):
     #: above this many states, exact evaluation by enumeration is refused
     max_enumerable_states: int = 2_000_000
     #: whether `--compile` may trace this environment's rollout into one fixed-shape graph
-    #: (`sampling.compiled`): `forward_mask`, `features` and `_step` are tensor expressions without
+    #: (`sampling.compiled`): `forward_mask`, `features`, `_step` and `default_log_reward` are tensor expressions without
     #: Python branches on tensor values or `.item()` (data-dependent shapes, `nonzero` and boolean
     #: indexing, are best avoided too), and `_step` accepts any action below `n_actions - 1` on
     #: any state without raising (finished rows take such moves; their results are discarded).
@@ -147,9 +147,10 @@ class DiscreteEnv(abc.ABC):
         self._check_actions(states, actions, self.backward_mask(states), "backward")
         return self._backward_step(states, actions)
 
-    def log_reward(self, states: torch.Tensor) -> torch.Tensor:
+    def log_reward(self, states: torch.Tensor, default: torch.Tensor | None = None) -> torch.Tensor:
         """Validated log-reward (float64, so exact metrics stay exact) of terminal states;
-        raises RewardError naming the bad objects."""
+        raises RewardError naming the bad objects. `default`: `default_log_reward(states)`,
+        where it has been computed already (a compiled rollout does, in its graph)."""
         if self.log_reward_fn is not None:
             log_r = torch.as_tensor(self.log_reward_fn(self._objects_for_user(states)))
             self._check_values(states, log_r, log_r.isnan() | (log_r == float("inf")), "log-reward")
@@ -159,7 +160,7 @@ class DiscreteEnv(abc.ABC):
             self._check_values(states, reward, bad, "reward")
             log_r = reward.double().log()
         else:
-            log_r = self.default_log_reward(states)
+            log_r = self.default_log_reward(states) if default is None else default
         log_r = log_r.to(torch.float64).reshape(states.shape[0])
         if self.reward_floor > 0:
             log_r = log_r.clamp(min=float(np.log(self.reward_floor)))

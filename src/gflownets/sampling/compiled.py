@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import NamedTuple
 
 import torch
 from torch.nn import functional as F
@@ -25,20 +26,33 @@ from gflownets.policies.kept import Activations
 from gflownets.sampling.trajectories import PAD, Trajectories
 
 
+class FixedStepRollout(NamedTuple):
+    #: (B, T, *state_shape) padded states and (B, T) actions; (B,) lengths, 0: never exited
+    states: torch.Tensor
+    actions: torch.Tensor
+    lengths: torch.Tensor
+    #: (B, *state_shape) the final states
+    last: torch.Tensor
+    #: for `Activations`: the policy's kept activations and the steps' log-probabilities
+    kept: tuple[torch.Tensor, ...]
+    log_probs: tuple[torch.Tensor, ...]
+    #: `env.default_log_reward(last)`, when asked for (else None)
+    default_log_rewards: torch.Tensor | None
+
+
 def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor, gamma: float = 0.0,
-                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                                           tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+                        temperature: float = 1.0, default_reward: bool = False) -> FixedStepRollout:
     """Roll out `uniforms.shape[1]` trajectories for `uniforms.shape[0]` steps. `uniforms`
     (T, B, n_actions) are U[0, 1) draws; step t takes argmax(p / E) with E = -log U ~ Exp(1), the
     exponential race of `sample_categorical`: a draw from p. (U = 0, of probability 2^-24, is
     clamped to the smallest float so that E stays finite and an action of probability 0 can
     never win.) After exit a row keeps its state; its actions are PAD.
 
-    Returns the padded states (B, T, *state_shape) and actions (B, T), the lengths (0: the row
-    never exited), the final states; and, for `Activations`, what the policy kept of its forward
+    Returns the padded batch, and, for `Activations`, what the policy kept of its forward
     passes (`Policy.rollout_outputs`) and each step's log P_F, log P_B and their derivatives
     with respect to the logits, all as T * B rows in step-major order (empty tuples when the
-    policy keeps nothing)."""
+    policy keeps nothing). With `default_reward`, also the environment's own log-reward of the
+    final states: its few small operations are nearly free inside the graph."""
     steps, n, _ = uniforms.shape
     races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
     state_dims = len(env.state_shape)
@@ -60,12 +74,13 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
         states = torch.where(done.view(n, *[1] * state_dims), states, moved)
     actions = torch.stack(taken, dim=1)
     lengths = torch.where(done, (actions != PAD).sum(dim=1), 0)
-    if not kept[0]:
-        return torch.stack(visited, dim=1), actions, lengths, states, (), ()
-    # step-major rows; torch.cat, not stack along dim 1, lets each step write its own block
-    kept = tuple(torch.cat(per_step) for per_step in zip(*kept))
-    log_probs = _log_probs_and_derivatives(env, outputs, visited, taken)
-    return torch.stack(visited, dim=1), actions, lengths, states, kept, log_probs
+    kept_rows = log_probs = ()
+    if kept[0]:
+        # step-major rows; torch.cat, not stack along dim 1, lets each step write its own block
+        kept_rows = tuple(torch.cat(per_step) for per_step in zip(*kept))
+        log_probs = _log_probs_and_derivatives(env, outputs, visited, taken)
+    return FixedStepRollout(torch.stack(visited, dim=1), actions, lengths, states, kept_rows, log_probs,
+                            env.default_log_reward(states) if default_reward else None)
 
 
 def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[torch.Tensor],
@@ -113,7 +128,11 @@ class CompiledSampler:
                               "graph (DiscreteEnv.compilable); train it without --compile")
         self.env = env
         self.policy = policy
-        rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature)
+        # the environment's own reward is computed in the graph; a user's reward function is
+        # arbitrary Python, so it is called on the final states afterwards
+        self._default_reward = env.reward_fn is None and env.log_reward_fn is None
+        rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature,
+                                    default_reward=self._default_reward)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python
         self._rollout = torch.compile(rollout, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
         #: seconds the first call of each batch size spent compiling (see `warm_up`)
@@ -142,7 +161,9 @@ class CompiledSampler:
 
     @torch.no_grad()
     def __call__(self, n: int, generator: torch.Generator | None = None) -> Trajectories:
-        states, actions, lengths, last, kept, log_probs = self._rollout(self.uniforms(n, generator))
-        if not bool(lengths.all()):
+        rollout = self._rollout(self.uniforms(n, generator))
+        if not bool(rollout.lengths.all()):
             raise RuntimeError(f"{self.env.name}: a trajectory did not exit within max_steps={self.env.max_steps}")
-        return Trajectories(states, actions, lengths, self.env.log_reward(last), Activations.of(self.policy, kept, log_probs))
+        log_rewards = self.env.log_reward(rollout.last, default=rollout.default_log_rewards)
+        return Trajectories(rollout.states, rollout.actions, rollout.lengths, log_rewards,
+                            Activations.of(self.policy, rollout.kept, rollout.log_probs))
