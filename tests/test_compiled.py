@@ -120,7 +120,6 @@ def test_a_rollout_that_does_not_trace_is_a_clear_error():
         sampler.warm_up(4)
 
 
-
 # ---------------------------------------------------------------- kept activations
 # A compiled batch carries the policy's activations and each step's log-probabilities with
 # their derivatives (`policies/kept.py`); the objectives reuse them instead of a second forward

@@ -55,11 +55,12 @@ class Policy(nn.Module):
     def weights_version(self) -> tuple[int, ...]:
         """Autograd's in-place version counter of every parameter: it changes when any weight
         is written (optimizers, `load_state_dict`), so kept activations can tell they are stale."""
-        return tuple(p._version for p in self._parameter_list)
+        return tuple(p._version for p in self.parameter_list)
 
     @functools.cached_property
-    def _parameter_list(self) -> list[nn.Parameter]:
-        # listed once: walking the modules costs more than reading the counters, on every batch
+    def parameter_list(self) -> list[nn.Parameter]:
+        """`parameters()`, listed once: per-batch users (version checks, Polyak averaging)
+        would otherwise walk the modules on every call, which costs more than their work."""
         return list(self.parameters())
 
     def flow_parameters(self) -> list[nn.Parameter]:
@@ -69,4 +70,3 @@ class Policy(nn.Module):
     def network_parameters(self) -> list[nn.Parameter]:
         ids = {id(p) for p in self.flow_parameters()}
         return [p for p in self.parameters() if id(p) not in ids]
-

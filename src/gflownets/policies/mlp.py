@@ -82,7 +82,7 @@ class _ReplayedMLP(torch.autograd.Function):
     """The MLP's output on rows whose forward pass has already run (in a rollout, without
     autograd), with the MLP's gradient: the forward pass only selects the kept rows, the
     backward pass is the usual one from the kept layer inputs. It runs the same matmuls
-    autograd would (two per layer but the first), so `tests/test_policies.py` checks it
+    autograd would (two per layer but the first), so `tests/test_compiled.py` checks it
     against autograd on the network itself.
 
     Arguments: the rows to select, then per linear layer its kept input, then the kept output,

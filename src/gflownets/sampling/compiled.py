@@ -130,9 +130,9 @@ class CompiledSampler:
         self.policy = policy
         # the environment's own reward is computed in the graph; a user's reward function is
         # arbitrary Python, so it is called on the final states afterwards
-        self._default_reward = env.reward_fn is None and env.log_reward_fn is None
+        default_reward = env.reward_fn is None and env.log_reward_fn is None
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature,
-                                    default_reward=self._default_reward)
+                                    default_reward=default_reward)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python
         self._rollout = torch.compile(rollout, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
         #: seconds the first call of each batch size spent compiling (see `warm_up`)

@@ -14,8 +14,8 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.policies.base import Policy
-from gflownets.policies.kept import Activations
 from gflownets.policies.distributions import exploration_probs, sample_categorical
+from gflownets.policies.kept import Activations
 
 PAD = -1
 

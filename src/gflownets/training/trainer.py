@@ -73,7 +73,6 @@ class Trainer:
         # (averaged, current) parameter lists, made once: listing them costs more than the update
         self._ema_pairs = _parameter_pairs(self.ema_policy, self.policy)
         self._target_pairs = _parameter_pairs(self.target_policy, self.policy)
-        self._parameters = list(self.policy.parameters())
         # --compile: the on-policy rollout as one compiled graph (replayed, offline and refined
         # batches keep the eager samplers)
         self.compiled_sampler = (CompiledSampler(self.env, self.policy, config.exploration, config.temperature)
@@ -211,7 +210,7 @@ class Trainer:
         self.optimizer.step()
         # fused Adam writes the weights behind autograd's back: bump their version counters, so
         # that anything made with the old weights (kept rollout activations) knows it is stale
-        increment_version(self._parameters)
+        increment_version(self.policy.parameter_list)
         if self.ema_policy is not None:
             # warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
             # average forgets the random initial weights quickly instead of lagging behind
@@ -409,7 +408,7 @@ class Trainer:
 
 
 def _parameter_pairs(averaged: Policy | None, current: Policy) -> tuple[list, list] | None:
-    return (list(averaged.parameters()), list(current.parameters())) if averaged is not None else None
+    return (averaged.parameter_list, current.parameter_list) if averaged is not None else None
 
 
 @torch.no_grad()
