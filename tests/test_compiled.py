@@ -10,7 +10,7 @@ import torch
 from gflownets.envs import BitSeq, Hypergrid, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
-from gflownets.objectives import get_objective, trajectory_balance
+from gflownets.objectives import CLOSED_FORM, get_objective, trajectory_balance, trajectory_balance_gradients
 from gflownets.policies import MLPPolicy
 from gflownets.sampling import PAD, Trajectories, sample_forward
 from gflownets.sampling.compiled import CompiledSampler, rollout_fixed_steps
@@ -158,6 +158,20 @@ def test_kept_activations_give_the_loss_and_gradients_of_a_second_pass(compiled_
         assert torch.allclose(kept_grad, grad, rtol=1e-4, atol=1e-6), float((kept_grad - grad).abs().max())
 
 
+def test_the_closed_form_of_trajectory_balance_is_autograds_bit_for_bit(compiled_grid):
+    """`trajectory_balance_gradients` runs the operations autograd would run, without autograd:
+    the same loss and the same gradient of every parameter, to the last bit."""
+    env, policy, sampler = compiled_grid
+    batch = sampler(32, torch.Generator().manual_seed(3))
+    loss, grads = _loss_and_gradients(trajectory_balance, policy, batch)
+    closed_loss, closed = trajectory_balance_gradients(policy, batch)
+    assert set(closed) == set(policy.parameters())
+    assert loss > 0 and torch.equal(closed_loss, loss)
+    for p, grad in zip(policy.parameters(), grads):
+        assert torch.equal(closed[p], grad), p.shape
+    assert CLOSED_FORM["tb"] is trajectory_balance_gradients
+
+
 def test_the_replayed_network_has_the_networks_outputs_and_gradient(generator):
     for env in (Hypergrid(ndim=3, height=4), Sets(n_items=6, set_size=3)):
         policy = peaked_policy(env)
@@ -198,6 +212,8 @@ def test_kept_activations_are_ignored_once_the_weights_change(compiled_grid):
     _loss_and_gradients(trajectory_balance, policy, batch)
     optimizer.step()
     assert batch.activations.replay(policy, flat) is None and batch.activations.log_ratio_sum(policy) is None
+    assert trajectory_balance_gradients(policy, batch) is None
+    assert trajectory_balance_gradients(policy, dataclasses.replace(batch, activations=None)) is None
     assert torch.equal(trajectory_balance(policy, batch),
                        trajectory_balance(policy, dataclasses.replace(batch, activations=None)))
     # concatenated batches drop them (their rows would no longer line up)
@@ -215,6 +231,20 @@ def test_the_trainer_makes_kept_activations_stale_after_its_fused_adam_step():
     assert batch.activations.replay(trainer.policy, flat) is not None
     trainer.train_step()
     assert batch.activations.replay(trainer.policy, flat) is None
+
+
+def test_the_trainer_takes_the_closed_form_and_trains_exactly_as_with_autograd():
+    config = RunConfig(env="hypergrid", env_args=dict(ndim=2, height=5), iters=3, batch_size=8, hidden=16,
+                       eval_every=0, compile=True)
+    closed, autograd = Trainer(config, progress=False), Trainer(config, progress=False)
+    autograd.closed_form = None
+    solved = []
+    closed.closed_form = lambda policy, batch: solved.append(trajectory_balance_gradients(policy, batch)) or solved[-1]
+    for _ in range(6):
+        assert closed.train_step() == autograd.train_step()
+    assert len(solved) == 6 and all(s is not None for s in solved)
+    for p, q in zip(closed.policy.parameters(), autograd.policy.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_a_users_reward_function_is_called_outside_the_graph(generator):

@@ -7,9 +7,10 @@ import functools
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from gflownets.objectives.balance import (detailed_balance, subtrajectory_balance,
-                                          trajectory_balance)
+                                          trajectory_balance, trajectory_balance_gradients)
 from gflownets.objectives.flow_matching import flow_matching, flow_matching_log_z
 from gflownets.objectives.modified_db import modified_db_log_z, modified_detailed_balance
 from gflownets.objectives.terms import TrajectoryTerms, trajectory_terms
@@ -25,6 +26,11 @@ OBJECTIVES: dict[str, Objective] = {
     "subtb": subtrajectory_balance,
     "mdb": modified_detailed_balance,
 }
+#: a loss and its gradients without autograd, {parameter: gradient} for every trained parameter,
+#: or None when the batch does not allow it (then the objective and autograd are used)
+ClosedForm = Callable[[Policy, Trajectories], tuple[torch.Tensor, dict[nn.Parameter, torch.Tensor]] | None]
+#: objectives with such a closed form, for batches that carry kept activations (`--compile`)
+CLOSED_FORM: dict[str, ClosedForm] = {"tb": trajectory_balance_gradients}
 #: objectives that train the state-flow head
 USES_STATE_FLOW = {"db", "subtb"}
 #: objectives that can take a target network (a Polyak-averaged copy of the policy)
@@ -53,7 +59,7 @@ def estimated_log_z(policy: Policy, objective: str) -> float:
     return float(policy.log_z.detach())
 
 
-__all__ = ["OBJECTIVES", "USES_STATE_FLOW", "USES_TARGET", "Objective", "TrajectoryTerms",
+__all__ = ["CLOSED_FORM", "ClosedForm", "OBJECTIVES", "USES_STATE_FLOW", "USES_TARGET", "Objective", "TrajectoryTerms",
            "detailed_balance", "estimated_log_z", "flow_matching", "get_objective",
            "modified_detailed_balance", "subtrajectory_balance",
-           "trajectory_balance", "trajectory_terms"]
+           "trajectory_balance", "trajectory_balance_gradients", "trajectory_terms"]

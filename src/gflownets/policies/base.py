@@ -52,6 +52,15 @@ class Policy(nn.Module):
         the ones that made it (`policies.kept.Activations`)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no activations to replay")
 
+    def replay_gradients(self, kept: tuple[torch.Tensor, ...], rows: torch.Tensor, d_forward_logits: torch.Tensor,
+                         d_backward_logits: torch.Tensor) -> dict[nn.Parameter, torch.Tensor] | None:
+        """The backward pass of `replay` without autograd: the gradients, with respect to every
+        parameter but `log_z`, of sum over the rows of <d_forward_logits, forward logits> +
+        <d_backward_logits, backward logits>. For losses with a closed-form derivative
+        (`objectives.CLOSED_FORM`): autograd's bookkeeping costs as much as the maths of a
+        network this small. None (the default): not available, use autograd."""
+        return None
+
     def weights_version(self) -> tuple[int, ...]:
         """Autograd's in-place version counter of every parameter: it changes when any weight
         is written (optimizers, `load_state_dict`), so kept activations can tell they are stale."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from torch import nn
 
 from gflownets.policies.base import Policy, PolicyOutput
 
@@ -48,14 +49,15 @@ class Activations:
         """From what `rollout_fixed_steps` returns; None when the policy kept nothing."""
         return cls(kept, *log_probs, id(policy), policy.weights_version()) if kept else None
 
-    def _usable_by(self, policy: Policy) -> bool:
+    def usable_by(self, policy: Policy) -> bool:
+        """Made by this policy with its current weights."""
         return id(policy) == self.policy_id and policy.weights_version() == self.versions
 
     def replay(self, policy: Policy, flat: torch.Tensor) -> tuple[PolicyOutput, torch.Tensor, torch.Tensor] | None:
         """(outputs, log P_F, log P_B into the state) at the steps `flat` (positions b * T + t of
         the flattened (n, T) batch), differentiable with respect to the policy's parameters; None
         when these activations were made by another policy or with other weights."""
-        if not self._usable_by(policy):
+        if not self.usable_by(policy):
             return None
         n = len(self.log_ratio_sums)
         steps = len(self.valid) // n
@@ -68,12 +70,23 @@ class Activations:
     def log_ratio_sum(self, policy: Policy) -> torch.Tensor | None:
         """(n,) sum over each trajectory of log P_F - log P_B, differentiable (what trajectory
         balance needs, with a few operations instead of per-step terms); None when stale."""
-        if not self._usable_by(policy):
+        if not self.usable_by(policy):
             return None
         rows = self.valid.nonzero().squeeze(1)
         out = policy.replay(self.kept, rows)
         return _KeptLogRatioSums.apply(out.forward_logits, out.backward_logits, rows, self.log_ratio_sums,
                                        self.d_log_pf, self.d_log_pb)
+
+    def log_ratio_sum_gradients(self, policy: Policy, d_sums: torch.Tensor) -> dict[nn.Parameter, torch.Tensor] | None:
+        """The gradients of sum_b d_sums[b] * `log_ratio_sum`[b] with respect to the policy's
+        network parameters, without autograd (`Policy.replay_gradients`); None when stale or when
+        the policy has no such backward pass."""
+        if not self.usable_by(policy):
+            return None
+        rows = self.valid.nonzero().squeeze(1)
+        per_step = d_sums.index_select(0, rows.remainder(len(d_sums)))[:, None]
+        return policy.replay_gradients(self.kept, rows, per_step * self.d_log_pf.index_select(0, rows),
+                                       -per_step * self.d_log_pb.index_select(0, rows))
 
 
 class _KeptLogProbs(torch.autograd.Function):

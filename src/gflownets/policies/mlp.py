@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -65,6 +67,19 @@ class MLPPolicy(Policy):
         out = _ReplayedMLP.apply(rows, *kept, *(layer.weight for layer in layers), *(layer.bias for layer in layers))
         return self._split(out)
 
+    def replay_gradients(self, kept: tuple[torch.Tensor, ...], rows: torch.Tensor, d_forward_logits: torch.Tensor,
+                         d_backward_logits: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+        heads = [d_forward_logits]
+        if self.n_backward:
+            heads.append(d_backward_logits)
+        if self.n_flow:
+            heads.append(d_forward_logits.new_zeros(len(rows), 1))
+        layers = self._linear_layers()
+        inputs = [t.index_select(0, rows) for t in kept[:len(layers)]]
+        grad_weights, grad_biases = _mlp_backward(inputs, [layer.weight for layer in layers], torch.cat(heads, dim=1))
+        return {parameter: grad for layer, grad_weight, grad_bias in zip(layers, grad_weights, grad_biases)
+                for parameter, grad in ((layer.weight, grad_weight), (layer.bias, grad_bias))}
+
     def forward(self, states: torch.Tensor) -> PolicyOutput:
         return self._split(self._heads(states))
 
@@ -100,12 +115,21 @@ class _ReplayedMLP(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         saved = ctx.saved_tensors
         n = len(saved) // 2
-        inputs, weights = saved[:n], saved[n:]
-        grad_weights: list[torch.Tensor] = [None] * n
-        grad_biases: list[torch.Tensor] = [None] * n
-        for i in reversed(range(n)):
-            grad_weights[i] = grad.t().mm(inputs[i])
-            grad_biases[i] = grad.sum(0)
-            if i:  # through layer i's weights, then the LeakyReLU whose output was its input
-                grad = torch.ops.aten.leaky_relu_backward(grad.mm(weights[i]), inputs[i], NEGATIVE_SLOPE, True)
+        grad_weights, grad_biases = _mlp_backward(saved[:n], saved[n:], grad)
         return (None, *[None] * (n + 1), *grad_weights, *grad_biases)
+
+
+def _mlp_backward(inputs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],
+                  grad: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The MLP's backward pass from each linear layer's input and the gradient of its output:
+    (weight gradients, bias gradients), layer by layer; the matmuls autograd would run (two per
+    layer but the first)."""
+    n = len(weights)
+    grad_weights: list[torch.Tensor] = [None] * n
+    grad_biases: list[torch.Tensor] = [None] * n
+    for i in reversed(range(n)):
+        grad_weights[i] = grad.t().mm(inputs[i])
+        grad_biases[i] = grad.sum(0)
+        if i:  # through layer i's weights, then the LeakyReLU whose output was its input
+            grad = torch.ops.aten.leaky_relu_backward(grad.mm(weights[i]), inputs[i], NEGATIVE_SLOPE, True)
+    return grad_weights, grad_biases
