@@ -205,15 +205,15 @@ class Trainer:
     def train_step(self) -> float:
         """One optimiser step on a fresh batch (kept as `last_batch` for callers that inspect it)."""
         batch = self.last_batch = self.make_batch()
-        self.optimizer.zero_grad(set_to_none=True)
         solved = self.closed_form(self.policy, batch) if self.closed_form is not None else None
         if solved is None:
+            self.optimizer.zero_grad(set_to_none=True)
             loss = self.objective(self.policy, batch)
             loss.backward()
         else:  # the same gradients as autograd's, bit for bit (tests/test_compiled.py), sooner
             loss, gradients = solved
-            for parameter, gradient in gradients.items():
-                parameter.grad = gradient
+            for parameter in self.policy.parameter_list:  # every one, as zero_grad would
+                parameter.grad = gradients.get(parameter)
         self.optimizer.step()
         # fused Adam writes the weights behind autograd's back: bump their version counters, so
         # that anything made with the old weights (kept rollout activations) knows it is stale
