@@ -59,7 +59,7 @@ def estimated_log_z(policy: Policy, objective: str) -> float:
     return float(policy.log_z.detach())
 
 
-__all__ = ["CLOSED_FORM", "ClosedForm", "OBJECTIVES", "USES_STATE_FLOW", "USES_TARGET", "Objective", "TrajectoryTerms",
-           "detailed_balance", "estimated_log_z", "flow_matching", "get_objective",
+__all__ = ["CLOSED_FORM", "ClosedForm", "OBJECTIVES", "USES_STATE_FLOW", "USES_TARGET", "Objective",
+           "TrajectoryTerms", "detailed_balance", "estimated_log_z", "flow_matching", "get_objective",
            "modified_detailed_balance", "subtrajectory_balance",
            "trajectory_balance", "trajectory_balance_gradients", "trajectory_terms"]

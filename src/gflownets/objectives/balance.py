@@ -30,7 +30,7 @@ def trajectory_balance_gradients(policy: Policy, batch: Trajectories
     activations: d loss / d residual_b = 2 residual_b / n goes to log Z as it is and, through
     the kept derivatives of each trajectory's log-ratio sum, to the network
     (`Activations.log_ratio_sum_gradients`). The same operations autograd would run, without
-    its bookkeeping (~0.3 ms of a ~2.5 ms hypergrid iteration, bench/NOTES.md). None when the
+    its bookkeeping (0.15-0.25 ms of a ~2.5 ms hypergrid iteration, bench/NOTES.md). None when the
     batch carries no usable activations: then use the loss and autograd."""
     if batch.activations is None:
         return None
