@@ -43,6 +43,7 @@ def test_same_seed_same_result_other_seed_differs():
     dict(objective="fm", temperature=1.5),
     dict(objective="tb", replay_size=20, replay_batch=4, replay_keep="best", mutations=6),
     dict(objective="tb", compile=True, exploration=0.2, replay_size=20, replay_batch=4),
+    dict(objective="tb", compile=True),  # on-policy: the closed-form gradients of every batch
 ])
 def test_resume_continues_to_the_same_result(tmp_path, overrides):
     straight = Trainer(small_config(**overrides), tmp_path / "straight", progress=False)
