@@ -113,6 +113,18 @@ class _BranchingGrid(Hypergrid):
         return states + self._unit.index_select(0, actions)
 
 
+def test_a_process_can_make_more_samplers_than_dynamos_recompile_limit():
+    """Every sampler compiles the same function with other constants (here the exploration
+    rate); without isolation they would all count against dynamo's limit of compilations per
+    function (8 by default, 1 here to keep the test short)."""
+    env = Hypergrid(ndim=2, height=2)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for gamma in (0.1, 0.2, 0.3):
+            sampler = CompiledSampler(env, MLPPolicy(env, hidden=4), gamma=gamma)
+            sampler.warm_up(2)
+            assert len(sampler(2)) == 2
+
+
 def test_a_rollout_that_does_not_trace_is_a_clear_error():
     env = _BranchingGrid(ndim=2, height=3)
     sampler = CompiledSampler(env, MLPPolicy(env, hidden=8))

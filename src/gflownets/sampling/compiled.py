@@ -133,8 +133,12 @@ class CompiledSampler:
         default_reward = env.reward_fn is None and env.log_reward_fn is None
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature,
                                     default_reward=default_reward)
-        # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python
-        self._rollout = torch.compile(rollout, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
+        # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python.
+        # isolate_recompiles: every sampler compiles the same function (with other constants:
+        # environment, exploration, temperature), and dynamo's recompile limit (8) would count
+        # them all together: a process's ninth sampler (a notebook, a sweep) would fail to compile
+        self._rollout = torch.compile(rollout, fullgraph=True, dynamic=False, isolate_recompiles=True,
+                                      options={"cpp_wrapper": True})
         #: seconds the first call of each batch size spent compiling (see `warm_up`)
         self.compile_seconds = 0.0
 
