@@ -59,7 +59,8 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
             assert torch.equal(env.step(states[i, :n - 1], actions[i, :n - 1]), states[i, 1:n])
     # a trajectory that has not exited within the steps given is reported with length 0
     with torch.no_grad():
-        _, cut_actions, cut, *_ = rollout_fixed_steps(env, policy, torch.rand(2, 300, env.n_actions, generator=generator))
+        uniforms = torch.rand(2, 300, env.n_actions, generator=generator)
+        _, cut_actions, cut, *_ = rollout_fixed_steps(env, policy, uniforms)
     exited = (cut_actions == env.exit_action).any(dim=1)
     assert torch.equal(cut > 0, exited) and (~exited).any()
 
@@ -195,7 +196,8 @@ def test_the_replayed_network_has_the_networks_outputs_and_gradient(generator):
         weights = [torch.randn(50, k, generator=generator) for k in (env.n_actions, env.n_actions - 1)]
 
         def scalar(out):
-            return (out.forward_logits * weights[0]).sum() + (out.backward_logits * weights[1]).sum() + out.log_flow.sum()
+            return ((out.forward_logits * weights[0]).sum() + (out.backward_logits * weights[1]).sum()
+                    + out.log_flow.sum())
 
         policy.zero_grad(set_to_none=True)
         replayed = policy.replay(kept, rows)

@@ -55,10 +55,11 @@ class DiscreteEnv(abc.ABC):
     #: above this many states, exact evaluation by enumeration is refused
     max_enumerable_states: int = 2_000_000
     #: whether `--compile` may trace this environment's rollout into one fixed-shape graph
-    #: (`sampling.compiled`): `forward_mask`, `features`, `_step` and `default_log_reward` are tensor expressions without
-    #: Python branches on tensor values or `.item()` (data-dependent shapes, `nonzero` and boolean
-    #: indexing, are best avoided too), and `_step` accepts any action below `n_actions - 1` on
-    #: any state without raising (finished rows take such moves; their results are discarded).
+    #: (`sampling.compiled`): `forward_mask`, `features`, `_step` and `default_log_reward` are
+    #: tensor expressions without Python branches on tensor values or `.item()` (data-dependent
+    #: shapes, `nonzero` and boolean indexing, are best avoided too), and `_step` accepts any
+    #: action below `n_actions - 1` on any state without raising (finished rows take such moves;
+    #: their results are discarded).
     #: A rollout that does not trace is reported by a ConfigError before training starts.
     compilable: ClassVar[bool] = False
 

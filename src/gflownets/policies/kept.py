@@ -45,7 +45,8 @@ class Activations:
     versions: tuple[int, ...]
 
     @classmethod
-    def of(cls, policy: Policy, kept: tuple[torch.Tensor, ...], log_probs: tuple[torch.Tensor, ...]) -> Activations | None:
+    def of(cls, policy: Policy, kept: tuple[torch.Tensor, ...],
+           log_probs: tuple[torch.Tensor, ...]) -> Activations | None:
         """From what `rollout_fixed_steps` returns; None when the policy kept nothing."""
         return cls(kept, *log_probs, id(policy), policy.weights_version()) if kept else None
 
@@ -84,9 +85,17 @@ class Activations:
         if not self.usable_by(policy):
             return None
         rows = self.valid.nonzero().squeeze(1)
-        per_step = d_sums.index_select(0, rows.remainder(len(d_sums)))[:, None]
-        return policy.replay_gradients(self.kept, rows, per_step * self.d_log_pf.index_select(0, rows),
-                                       -per_step * self.d_log_pb.index_select(0, rows))
+        d_log_pf, d_log_pb = self.d_log_pf.index_select(0, rows), self.d_log_pb.index_select(0, rows)
+        d_forward, d_backward = _logit_gradients(d_sums, rows.remainder(len(d_sums)), d_log_pf, d_log_pb)
+        return policy.replay_gradients(self.kept, rows, d_forward, d_backward)
+
+
+def _logit_gradients(d_sums: torch.Tensor, trajectory: torch.Tensor, d_log_pf: torch.Tensor,
+                     d_log_pb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of sum_b d_sums[b] * (log-ratio sum of trajectory b) with respect to each
+    step's forward and backward logits: its trajectory's d_sums times the step's derivatives."""
+    per_step = d_sums.index_select(0, trajectory)[:, None]
+    return per_step * d_log_pf, -per_step * d_log_pb
 
 
 class _KeptLogProbs(torch.autograd.Function):
@@ -120,6 +129,4 @@ class _KeptLogRatioSums(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        trajectory, d_log_pf, d_log_pb = ctx.saved_tensors
-        per_row = grad.index_select(0, trajectory)[:, None]
-        return per_row * d_log_pf, -per_row * d_log_pb, None, None, None, None
+        return *_logit_gradients(grad, *ctx.saved_tensors), None, None, None, None

@@ -69,7 +69,7 @@ class MLPPolicy(Policy):
 
     def replay_gradients(self, kept: tuple[torch.Tensor, ...], rows: torch.Tensor, d_forward_logits: torch.Tensor,
                          d_backward_logits: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
-        heads = [d_forward_logits]
+        heads = [d_forward_logits]  # in the head's column order, as `_split` reads them
         if self.n_backward:
             heads.append(d_backward_logits)
         if self.n_flow:
