@@ -19,7 +19,7 @@ import torch
 
 from common import machine, table, train_with_budget, write_json
 from gflownets.envs import Ehrlich
-from gflownets.evaluation import hamming_matrix, mean_pairwise_distance, top_k_distinct
+from gflownets.measures import hamming_matrix, mean_pairwise_distance, top_k_distinct
 from gflownets.sampling import metropolis_step
 from gflownets.training import RunConfig, Trainer
 

@@ -1,26 +1,25 @@
 """The fixed-shape rollout behind `--compile`: it samples the policy exactly, the compiled graph
 makes the same trajectories as the same code run eagerly, and training with it learns the target."""
 
-import copy
-import dataclasses
-
 import pytest
 import torch
 
 from gflownets.envs import BitSeq, Hypergrid, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
-from gflownets.objectives import CLOSED_FORM, get_objective, trajectory_balance, trajectory_balance_gradients
+from gflownets.fast import ClosedFormTB, CompiledSampler, rollout_fixed_steps, trajectory_balance_gradients
+from gflownets.fast import mlp
+from gflownets.objectives import trajectory_balance
 from gflownets.policies import MLPPolicy
-from gflownets.sampling import PAD, Trajectories, sample_forward
-from gflownets.sampling.compiled import CompiledSampler, rollout_fixed_steps
+from gflownets.sampling import PAD, sample_forward
+from gflownets.sources import OnPolicy, Replay
 from gflownets.training import RunConfig, Trainer
 from test_sampling import assert_matches
 
 
-def peaked_policy(env, seed=3):
+def peaked_policy(env, seed=3, backward="learned"):
     torch.manual_seed(seed)
-    policy = MLPPolicy(env, hidden=32)
+    policy = MLPPolicy(env, hidden=32, backward=backward)
     with torch.no_grad():  # far from uniform, so that a wrong sampler shows
         for p in policy.parameters():
             p.mul_(4)
@@ -133,18 +132,18 @@ def test_a_rollout_that_does_not_trace_is_a_clear_error():
         sampler.warm_up(4)
 
 
-# ---------------------------------------------------------------- kept activations
-# A compiled batch carries the policy's activations and each step's log-probabilities with
-# their derivatives (`policies/kept.py`); the objectives reuse them instead of a second forward
-# pass. They must give the same losses and gradients, and never be used with other weights.
+# ---------------------------------------------------------------- closed-form trajectory balance
+# With TB on our MLP and nothing but on-policy batches, the compiled rollout keeps the MLP's
+# activations and each step's log-probability derivatives (`fast/`), and the gradient step
+# computes TB's gradients from them without autograd. They must be autograd's, bit for bit.
 
 @pytest.fixture(scope="module", params=["learned", "uniform"])
 def compiled_grid(request):
     env = Hypergrid(ndim=2, height=5)
     torch.manual_seed(4)
     policy = MLPPolicy(env, hidden=32, backward=request.param)
-    sampler = CompiledSampler(env, policy, gamma=0.2)
-    sampler.warm_up(32)
+    sampler = CompiledSampler(env, policy, 32, gamma=0.2, keep=True)
+    sampler.warm_up()
     return env, policy, sampler
 
 
@@ -155,110 +154,78 @@ def _loss_and_gradients(objective, policy, batch):
     return loss.detach(), [p.grad.clone() for p in policy.parameters()]
 
 
-@pytest.mark.parametrize("name", ["tb", "db", "subtb"])
-def test_kept_activations_give_the_loss_and_gradients_of_a_second_pass(compiled_grid, name):
-    env, policy, sampler = compiled_grid
-    batch = sampler(32, torch.Generator().manual_seed(1))
-    assert batch.activations is not None
-    flat = batch.valid.view(-1).nonzero().squeeze(1)
-    assert batch.activations.replay(policy, flat) is not None  # the reuse paths are the ones taken
-    assert batch.activations.log_ratio_sum(policy) is not None
-    objective = get_objective(name, subtb_lambda=0.8)
-    kept_loss, kept_grads = _loss_and_gradients(objective, policy, batch)
-    loss, grads = _loss_and_gradients(objective, policy, dataclasses.replace(batch, activations=None))
-    assert kept_loss > 0 and torch.allclose(kept_loss, loss, rtol=1e-5)
-    for kept_grad, grad in zip(kept_grads, grads):
-        assert torch.allclose(kept_grad, grad, rtol=1e-4, atol=1e-6), float((kept_grad - grad).abs().max())
-
-
 def test_the_closed_form_of_trajectory_balance_is_autograds_bit_for_bit(compiled_grid):
-    """`trajectory_balance_gradients` runs the operations autograd would run, without autograd:
-    the same loss and the same gradient of every parameter, to the last bit."""
+    """`trajectory_balance_gradients`, from what the rollout kept and without autograd, gives the
+    loss of a second, eager pass and autograd's gradient of every parameter (up to rounding:
+    the rows are summed in another order)."""
     env, policy, sampler = compiled_grid
-    batch = sampler(32, torch.Generator().manual_seed(3))
+    batch = sampler.sample(torch.Generator().manual_seed(3))
     loss, grads = _loss_and_gradients(trajectory_balance, policy, batch)
-    closed_loss, closed = trajectory_balance_gradients(policy, batch)
+    closed_loss, closed = trajectory_balance_gradients(policy, batch, sampler.last_kept)
     assert set(closed) == set(policy.parameters())
-    assert loss > 0 and torch.equal(closed_loss, loss)
+    assert loss > 0 and torch.allclose(closed_loss, loss, rtol=1e-6)
     for p, grad in zip(policy.parameters(), grads):
-        assert torch.equal(closed[p], grad), p.shape
-    assert CLOSED_FORM["tb"] is trajectory_balance_gradients
+        assert closed[p].grad_fn is None and not closed[p].requires_grad
+        assert torch.allclose(closed[p], grad, rtol=1e-5, atol=1e-7), (p.shape, float((closed[p] - grad).abs().max()))
 
 
-def test_the_replayed_network_has_the_networks_outputs_and_gradient(generator):
+def test_the_kept_backward_pass_is_the_networks_gradient(generator):
+    """`fast.mlp`: the forward pass that keeps the layer inputs gives the network's outputs, and
+    the backward pass from them its gradients, on any rows (repeats included)."""
     for env in (Hypergrid(ndim=3, height=4), Sets(n_items=6, set_size=3)):
-        policy = peaked_policy(env)
-        states = sample_forward(env, policy, 40, generator).states.flatten(0, 1)
-        states = states[(states != PAD).all(dim=-1)]  # the padding rows are no states
-        with torch.no_grad():
-            _, kept = policy.rollout_outputs(states)
-        rows = torch.randint(len(states), (50,), generator=generator)  # repeats included
-        weights = [torch.randn(50, k, generator=generator) for k in (env.n_actions, env.n_actions - 1)]
-
-        def scalar(out):
-            return ((out.forward_logits * weights[0]).sum() + (out.backward_logits * weights[1]).sum()
-                    + out.log_flow.sum())
-
-        policy.zero_grad(set_to_none=True)
-        replayed = policy.replay(kept, rows)
-        scalar(replayed).backward()
-        network = policy.network_parameters()
-        kept_grads = [p.grad.clone() for p in network]
-        policy.zero_grad(set_to_none=True)
-        direct = policy(states[rows])
-        scalar(direct).backward()
-        assert torch.allclose(replayed.forward_logits, direct.forward_logits, atol=1e-6)
-        assert torch.allclose(replayed.backward_logits, direct.backward_logits, atol=1e-6)
-        assert torch.allclose(replayed.log_flow, direct.log_flow, atol=1e-6)
-        for kept_grad, p in zip(kept_grads, network):
-            assert torch.allclose(kept_grad, p.grad, rtol=1e-5, atol=1e-6), p.shape
+        for backward in ("learned", "uniform"):
+            policy = peaked_policy(env, backward=backward)
+            states = sample_forward(env, policy, 40, generator).states.flatten(0, 1)
+            states = states[(states != PAD).all(dim=-1)]  # the padding rows are no states
+            with torch.no_grad():
+                out, kept = mlp.forward_keeping(policy, states)
+            rows = torch.randint(len(states), (50,), generator=generator)
+            weights = [torch.randn(50, k, generator=generator) for k in (env.n_actions, env.n_actions - 1)]
+            kept_grads = mlp.parameter_gradients(policy, kept, rows, weights[0], weights[1])
+            policy.zero_grad(set_to_none=True)
+            direct = policy(states[rows])
+            ((direct.forward_logits * weights[0]).sum() + (direct.backward_logits * weights[1]).sum()).backward()
+            assert torch.allclose(out.forward_logits[rows], direct.forward_logits, atol=1e-6)
+            for p in policy.network_parameters():
+                assert torch.allclose(kept_grads[p], p.grad, rtol=1e-5, atol=1e-6), p.shape
 
 
-def test_kept_activations_are_ignored_once_the_weights_change(compiled_grid):
-    env, policy, sampler = compiled_grid
-    batch = sampler(32, torch.Generator().manual_seed(2))
-    flat = batch.valid.view(-1).nonzero().squeeze(1)
-    # another policy (an average, a copy) never takes them
-    other = copy.deepcopy(policy)
-    assert batch.activations.replay(other, flat) is None
-    # a step of any optimizer makes them stale
-    optimizer = torch.optim.SGD(policy.parameters(), lr=1e-3)
-    _loss_and_gradients(trajectory_balance, policy, batch)
-    optimizer.step()
-    assert batch.activations.replay(policy, flat) is None and batch.activations.log_ratio_sum(policy) is None
-    assert trajectory_balance_gradients(policy, batch) is None
-    assert trajectory_balance_gradients(policy, dataclasses.replace(batch, activations=None)) is None
-    assert torch.equal(trajectory_balance(policy, batch),
-                       trajectory_balance(policy, dataclasses.replace(batch, activations=None)))
-    # concatenated batches drop them (their rows would no longer line up)
-    assert Trajectories.cat([sampler(32), sampler(32)]).activations is None
-
-
-def test_the_trainer_makes_kept_activations_stale_after_its_fused_adam_step():
-    """torch.optim.Adam(fused=True) does not bump autograd's version counters; the Trainer does."""
-    config = RunConfig(env="hypergrid", env_args=dict(ndim=2, height=5), iters=3, batch_size=8, hidden=16,
+def test_the_fast_path_applies_only_where_it_is_used():
+    """The closed form runs for on-policy TB on our MLP; with replay, local search, mutations,
+    another objective or another policy, the compiled rollout keeps nothing and autograd runs."""
+    def trainer(**overrides):
+        options = dict(env="hypergrid", env_args=dict(ndim=2, height=5), iters=3, batch_size=8, hidden=16,
                        eval_every=0, compile=True)
-    trainer = Trainer(config, progress=False)
-    trainer.compiled_sampler.warm_up(8)
-    batch = trainer.make_batch()
-    flat = batch.valid.view(-1).nonzero().squeeze(1)
-    assert batch.activations.replay(trainer.policy, flat) is not None
-    trainer.train_step()
-    assert batch.activations.replay(trainer.policy, flat) is None
+        config = RunConfig(**{**options, **overrides})
+        return Trainer(config, progress=False)
+
+    fast = trainer()
+    assert isinstance(fast.gradient_step, ClosedFormTB) and fast.source.keep
+    for overrides in (dict(replay_size=16, replay_batch=4), dict(local_search=2), dict(objective="db"),
+                      dict(policy="tabular")):
+        slow = trainer(**overrides)
+        assert slow.gradient_step == slow.autograd_step, overrides
+        compiled = slow.find_source(CompiledSampler)
+        assert compiled is not None and not compiled.keep, overrides
+    with_replay = trainer(replay_size=16, replay_batch=4)
+    assert isinstance(with_replay.source, Replay) and isinstance(with_replay.source.inner, CompiledSampler)
+    assert isinstance(trainer(compile=False).source, OnPolicy)
+    # kept activations serve the batch they came with, once
+    fast.train_step()
+    with pytest.raises(RuntimeError, match="the batch its compiled sampler has just made"):
+        fast.gradient_step(fast.last_batch)
 
 
-def test_the_trainer_takes_the_closed_form_and_trains_exactly_as_with_autograd():
+def test_the_trainer_takes_the_closed_form_and_trains_as_with_autograd():
     config = RunConfig(env="hypergrid", env_args=dict(ndim=2, height=5), iters=3, batch_size=8, hidden=16,
                        eval_every=0, compile=True)
     closed, autograd = Trainer(config, progress=False), Trainer(config, progress=False)
-    autograd.closed_form = None
-    solved = []
-    closed.closed_form = lambda policy, batch: solved.append(trajectory_balance_gradients(policy, batch)) or solved[-1]
+    assert isinstance(closed.gradient_step, ClosedFormTB)
+    autograd.gradient_step = autograd.autograd_step
     for _ in range(6):
-        assert closed.train_step() == autograd.train_step()
-    assert len(solved) == 6 and all(s is not None for s in solved)
+        assert closed.train_step() == pytest.approx(autograd.train_step(), rel=1e-5)
     for p, q in zip(closed.policy.parameters(), autograd.policy.parameters()):
-        assert torch.equal(p, q)
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6)
 
 
 def test_a_users_reward_function_is_called_outside_the_graph(generator):

@@ -17,7 +17,7 @@ from gflownets.envs.dag_data import erdos_renyi_dag, read_data_csv, sample_discr
 from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior
 from gflownets.errors import ConfigError, DataError
 from gflownets.evaluation import StateGraph, distribution_metrics, optimal_tabular_policy
-from gflownets.evaluation.structure import auroc, edge_marginals, expected_shd, shd
+from gflownets.measures.structure import auroc, edge_marginals, expected_shd, shd
 from gflownets.objectives import estimated_log_z, get_objective
 from gflownets.policies import MLPPolicy
 from gflownets.policies.distributions import masked_log_softmax

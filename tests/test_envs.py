@@ -191,3 +191,93 @@ def test_sets_define_no_mutation():
     env = Sets()
     with pytest.raises(NotImplementedError, match="defines no mutation"):
         env.mutate(env.initial_states(1), torch.Generator())
+
+
+def test_constructor_options_come_from_the_base_class():
+    from gflownets.envs import HypergridConfig, SetsConfig
+
+    config = HypergridConfig(ndim=3, height=4)
+    assert Hypergrid(config).config is config and Hypergrid(config).ndim == 3
+    assert Hypergrid(ndim=3, height=4).config == config
+    reward = Sets(SetsConfig(n_items=4, set_size=2), reward_fn=lambda x: torch.ones(len(x)))
+    assert reward.reward_fn is not None and reward.n_items == 4
+    with pytest.raises(ConfigError, match="unknown hypergrid option\\(s\\) 'heigth', 'width'; known: "):
+        Hypergrid(heigth=4, width=3)
+    with pytest.raises(ConfigError, match="hypergrid: give a config or options \\(height\\), not both"):
+        Hypergrid(config, height=5)
+    with pytest.raises(ConfigError, match="hypergrid takes a HypergridConfig, got SetsConfig"):
+        Hypergrid(SetsConfig())
+
+
+def test_default_csv_form_is_the_flattened_state_checked_against_value_range():
+    import dataclasses
+
+    from gflownets.envs.base import DiscreteEnv, EnvConfig
+
+    @dataclasses.dataclass
+    class PairConfig(EnvConfig):
+        top: int = 3
+
+    class Pairs(DiscreteEnv):
+        """Two counters in [0, top], as a (2, 1) state: the smallest user of every default."""
+
+        name, Config = "pairs", PairConfig
+        value_range = (0, 3)
+
+        def setup(self, config):
+            self.n_actions, self.state_shape, self.max_steps, self.feature_dim = 3, (2, 1), 7, 2
+
+        @property
+        def initial_state(self):
+            return torch.zeros(2, 1, dtype=torch.long)
+
+        def forward_mask(self, states):
+            return torch.cat([states[:, :, 0] < self.config.top, torch.ones(len(states), 1, dtype=bool)], 1)
+
+        def backward_mask(self, states):
+            return states[:, :, 0] > 0
+
+        def _step(self, states, actions):
+            return states + torch.nn.functional.one_hot(actions, 2)[:, :, None]
+
+        def _backward_step(self, states, actions):
+            return states - torch.nn.functional.one_hot(actions, 2)[:, :, None]
+
+        def default_log_reward(self, states):
+            return states.sum(dim=(1, 2)).double()
+
+        def features(self, states):
+            return states.flatten(1).float()
+
+    env = Pairs()
+    assert env.object_columns == ["x0", "x1"]
+    states = torch.tensor([[[1], [3]], [[0], [2]]])
+    rows = env.objects_to_rows(states)
+    assert rows.dtype == np.int64 and rows.tolist() == [[1, 3], [0, 2]]
+    assert torch.equal(env.objects_from_rows(rows), states)
+    with pytest.raises(DataError, match="pairs objects need 2 columns \\(x0, x1\\), got 3"):
+        env.objects_from_rows(np.array([[0, 1, 2]]))
+    with pytest.raises(DataError, match="row 2: value -1 in column x0 is outside \\[0, 3\\]"):
+        env.objects_from_rows(np.array([[0, 1], [-1, 0]]))
+    assert len(env.enumerate_states()) == 16
+    with pytest.raises(DataError, match="row 1: value 6 in column x1 is outside \\[0, 5\\]"):
+        Hypergrid(ndim=2, height=6).objects_from_rows(np.array([[0, 6]]))  # value_range from the config
+
+
+@pytest.mark.parametrize("ndim,files", [
+    (2, ["training.png", "distribution.png", "policy.png"]),  # the hypergrid's own heatmaps and arrows
+    (3, ["training.png", "distribution.png"]),  # the generic learned-vs-target scatter
+])
+def test_run_plots_take_any_object_with_the_run_attributes(tmp_path, ndim, files):
+    from types import SimpleNamespace
+
+    from gflownets.evaluation import StateGraph, optimal_tabular_policy
+    from gflownets.plotting import write_plots
+
+    env = Hypergrid(ndim=ndim, height=4)
+    graph = StateGraph(env)
+    run = SimpleNamespace(env=env, graph=graph, eval_policy=optimal_tabular_policy(graph), out_dir=tmp_path,
+                          config=SimpleNamespace(seed=0), sample_objects=None)
+    written = write_plots(run, tmp_path / "plots")
+    assert sorted(p.name for p in written) == sorted(files)
+    assert all(p.stat().st_size > 1000 for p in written)

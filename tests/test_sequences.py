@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from gflownets.cli import main
 from gflownets.envs import BitSeq, Ehrlich, EhrlichFunction, Sequence
 from gflownets.errors import ActionError, ConfigError, DataError
-from gflownets.evaluation import (StateGraph, distribution_metrics, edit_distance_matrix, estimate_log_prob,
-                                  exact_log_prob, hamming_matrix, mean_pairwise_distance, novelty,
-                                  optimal_tabular_policy, spearman)
+from gflownets.evaluation import (StateGraph, distribution_metrics, estimate_log_prob, exact_log_prob,
+                                  optimal_tabular_policy)
+from gflownets.measures import edit_distance_matrix, hamming_matrix, mean_pairwise_distance, novelty, spearman
 from gflownets.policies import MLPPolicy
 from gflownets.sampling import metropolis_step
 from gflownets.training import RunConfig, Trainer

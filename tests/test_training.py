@@ -11,7 +11,8 @@ from gflownets.evaluation import distribution_metrics
 from gflownets.sampling import sample_forward
 from gflownets.training import RunConfig, Trainer
 from gflownets.training.io import write_objects_csv
-from gflownets.training.replay import ReplayBuffer
+from gflownets.sources import MutationChains, Replay
+from gflownets.sources.replay import ReplayBuffer
 
 
 def params(trainer):
@@ -142,14 +143,14 @@ def test_unknown_config_key_is_rejected(tmp_path):
 
 def test_replay_buffer_fills_and_is_used():
     trainer = Trainer(small_config(replay_size=32, replay_batch=6, iters=10), progress=False)
-    batch = trainer.make_batch()
+    batch = trainer.source.sample(trainer.generator)
     assert len(batch) == 8  # empty buffer: on-policy only
-    batch = trainer.make_batch()
+    batch = trainer.source.sample(trainer.generator)
     assert len(batch) == 8 + 6
-    assert len(trainer.replay) == 16
+    assert len(trainer.find_source(Replay).buffer) == 16
     for _ in range(5):
-        trainer.make_batch()
-    assert len(trainer.replay) == 32  # capacity
+        trainer.source.sample(trainer.generator)
+    assert len(trainer.find_source(Replay).buffer) == 32  # capacity
 
 
 def test_best_replay_keeps_the_highest_reward_distinct_objects():
@@ -170,16 +171,16 @@ def test_best_replay_keeps_the_highest_reward_distinct_objects():
 def test_best_replay_in_training_stays_sorted_and_distinct():
     trainer = Trainer(small_config(replay_size=16, replay_batch=4, replay_keep="best", iters=30), progress=False)
     trainer.run()
-    rewards = trainer.replay.log_rewards[:len(trainer.replay)]
+    rewards = trainer.find_source(Replay).buffer.log_rewards[:len(trainer.find_source(Replay).buffer)]
     assert (rewards[:-1] >= rewards[1:]).all()  # kept sorted, best first
-    assert len(torch.unique(trainer.replay.objects[:len(trainer.replay)], dim=0)) == len(trainer.replay)
+    assert len(torch.unique(trainer.find_source(Replay).buffer.objects[:len(trainer.find_source(Replay).buffer)], dim=0)) == len(trainer.find_source(Replay).buffer)
     with pytest.raises(ConfigError, match="replay_keep must be one of"):
         small_config(replay_keep="oldest").validate()
 
 
 def test_local_search_adds_the_better_completions():
     trainer = Trainer(small_config(local_search=2, exploration=0.5), progress=False)
-    batch = trainer.make_batch()
+    batch = trainer.source.sample(trainer.generator)
     fresh, refined = batch.log_rewards[:8], batch.log_rewards[8:]
     assert len(batch) == 16 and (refined >= fresh).all()
     # each refined object is its fresh object or one reachable from the fresh trajectory's
@@ -191,19 +192,20 @@ def test_local_search_adds_the_better_completions():
 
 def test_mutation_search_trains_on_the_proposals_of_persistent_chains():
     trainer = Trainer(small_config(mutations=6), progress=False)
-    batch = trainer.make_batch()
+    batch = trainer.source.sample(trainer.generator)
     n = len(batch) - 8
     assert 0 < n <= 6  # the proposals that changed something
-    chains = trainer.chains.clone()
+    chains = trainer.find_source(MutationChains).chains.clone()
     assert chains.shape == (6, 2)
-    batch = trainer.make_batch()
+    batch = trainer.source.sample(trainer.generator)
     proposals = batch.terminal_states[8:]
     # each proposal is one move of one coordinate away from some chain's object
     steps = (proposals[:, None, :] - chains[None, :, :]).abs().sum(dim=-1)
     assert (steps == 1).any(dim=1).all()
     assert trainer.env.is_initial(batch.states[8:, 0]).all()  # walked back to s0
     assert torch.equal(batch.log_rewards[8:], trainer.env.log_reward(proposals))
-    assert torch.equal(trainer.chain_log_rewards, trainer.env.log_reward(trainer.chains))
+    chains = trainer.find_source(MutationChains)
+    assert torch.equal(chains.chain_log_rewards, trainer.env.log_reward(chains.chains))
 
 
 def test_mutation_chains_sample_the_reward():
@@ -212,9 +214,9 @@ def test_mutation_chains_sample_the_reward():
     trainer = Trainer(small_config(mutations=128, batch_size=2), progress=False)
     visits = []
     for step in range(400):
-        trainer.make_batch()
+        trainer.source.sample(trainer.generator)
         if step >= 100:
-            visits.append(trainer.chains.clone())
+            visits.append(trainer.find_source(MutationChains).chains.clone())
     graph = trainer.graph
     l1 = distribution_metrics(graph.empirical_distribution(torch.cat(visits)), graph.target)["l1"]
     assert l1 < 0.08, l1

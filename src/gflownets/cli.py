@@ -1,6 +1,7 @@
 """The `gflownets` command: train, sample and evaluate. `train` has one sub-command per
-environment, whose options are generated from the environment's config dataclass, so a new
-environment gets its CLI by being registered in `gflownets.envs.ENVIRONMENTS`."""
+environment, whose options are generated from the environment's config dataclass: built-in
+environments, those that installed packages register under the entry-point group
+`gflownets.environments`, and any class named as `gflownets train module:Class`."""
 
 from __future__ import annotations
 
@@ -11,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
-from gflownets.envs import ENVIRONMENTS
 from gflownets.errors import CheckpointError, ConfigError, GFlowNetError
-from gflownets.objectives import OBJECTIVES
-from gflownets.training import RunConfig, Trainer, load_checkpoint_file
+from gflownets.registry import environment_class, registered_environments
+from gflownets.training import RunConfig, Trainer, load_checkpoint_file, load_run
+from gflownets.training.config import CHOICES
 from gflownets.training.io import write_objects_csv
 
-CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"],
-           "backward_policy": ["learned", "uniform"]}
 #: other spellings users know an option by
 ALIASES = {"exploration": ["--epsilon", "--gamma"]}
 #: RunConfig fields that are not options of `train` (set from the command's structure)
@@ -55,11 +53,12 @@ def _explicit(ctx: click.Context, names: list[str]) -> dict[str, Any]:
 
 
 def _make_train_command(env_name: str) -> click.Command:
-    env_cls = ENVIRONMENTS[env_name]
+    env_cls = environment_class(env_name)
     run_fields = [f for f in dataclasses.fields(RunConfig) if f.name not in NOT_OPTIONS]
     env_fields = list(dataclasses.fields(env_cls.Config))
     clash = {f.name for f in run_fields} & {f.name for f in env_fields}
-    assert not clash, f"{env_name} options clash with training options: {clash}"
+    if clash:
+        raise ConfigError(f"{env_name}: environment options clash with training options: {sorted(clash)}")
     params = [_option_for(f) for f in env_fields]
     params += [_option_for(f, shown_defaults=env_cls.run_defaults) for f in run_fields]
     params += [
@@ -75,31 +74,14 @@ def _make_train_command(env_name: str) -> click.Command:
     def command(ctx: click.Context, out: str, config_file: str | None, resume: bool, quiet: bool,
                 **_: Any) -> None:
         out_dir = Path(out)
-        if resume and config_file:
-            raise ConfigError("--resume continues the run's own config.yaml; do not pass --config too")
+        checkpoint = None
         if resume:
             if not (out_dir / "checkpoint.pt").is_file():
                 raise CheckpointError(f"--resume: no checkpoint.pt in {out_dir}")
-            config = RunConfig.from_dict(load_checkpoint_file(out_dir / "checkpoint.pt")["config"],
-                                         where="checkpoint config")
-            if config.env != env_name:
-                raise CheckpointError(f"{out_dir} holds a {config.env} run, not {env_name}")
-        elif config_file:
-            config = RunConfig.load(config_file)
-            keys = _yaml_keys(config_file)
-            if config.env != env_name and "env" in keys:
-                raise ConfigError(f"config file {config_file} is for env {config.env!r}, "
-                                  f"but the command trains {env_name!r}")
-            config.env = env_name
-            for key, value in env_cls.run_defaults.items():
-                if key not in keys:
-                    setattr(config, key, value)
-        else:
-            config = RunConfig(env=env_name, **env_cls.run_defaults)
-        for key, value in _explicit(ctx, [f.name for f in run_fields]).items():
-            setattr(config, key, value)
-        config.env_args = {**config.env_args, **_explicit(ctx, [f.name for f in env_fields])}
-        config.coerce_types()
+            checkpoint = load_checkpoint_file(out_dir / "checkpoint.pt")["config"]
+        config = RunConfig.resolve(env_name, file=config_file, checkpoint=checkpoint,
+                                   options=_explicit(ctx, [f.name for f in run_fields]),
+                                   env_options=_explicit(ctx, [f.name for f in env_fields]))
         trainer = Trainer(config, out_dir, progress=not quiet, resume=resume)
         summary = trainer.run()
         if not quiet:
@@ -111,9 +93,16 @@ def _make_train_command(env_name: str) -> click.Command:
                          short_help=f"train on {env_name}")
 
 
-def _yaml_keys(path: str) -> set[str]:
-    import yaml
-    return set(yaml.safe_load(Path(path).read_text()) or {})
+class _TrainGroup(click.Group):
+    """`train NAME`: a registered environment, or `train module:Class` for any environment class."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(registered_environments())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in registered_environments() or ":" in name:
+            return _make_train_command(name)
+        return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,21 +111,23 @@ def cli() -> None:
     """Train Generative Flow Networks, sample from them and measure them against the target."""
 
 
-@cli.group()
+@cli.group(cls=_TrainGroup)
 def train() -> None:
-    """Train a GFlowNet on an environment (see each environment's --help)."""
+    """Train a GFlowNet on an environment (see each environment's --help); `train module:Class`
+    trains your own DiscreteEnv subclass."""
 
 
-for _name in ENVIRONMENTS:
-    train.add_command(_make_train_command(_name))
+_reward_options = [
+    click.option("--reward", "reward", help="module:function giving the rewards of the run's reward "
+                 "function (required for runs trained with a Python reward function)"),
+    click.option("--log-reward", "log_reward", help="module:function giving log-rewards, instead of --reward"),
+]
 
 
-def load_run(run_dir: str | Path) -> Trainer:
-    """A finished or interrupted run, restored from its checkpoint for sampling or evaluation."""
-    state = load_checkpoint_file(Path(run_dir) / "checkpoint.pt")
-    config = RunConfig.from_dict(state["config"], where="checkpoint config")
-    config.offline = None  # the data file is not needed to use the model
-    return Trainer(config, run_dir, progress=False, resume=True)
+def _with_reward_options(command):
+    for option in reversed(_reward_options):
+        command = option(command)
+    return command
 
 
 @cli.command()
@@ -146,15 +137,13 @@ def load_run(run_dir: str | Path) -> Trainer:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--exploration", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="mix the policy with uniform actions (to make exploratory data sets)")
-def sample(run_dir: str, n: int, out: str, seed: int, exploration: float) -> None:
+@_with_reward_options
+def sample(run_dir: str, n: int, out: str, seed: int, exploration: float, reward: str | None,
+           log_reward: str | None) -> None:
     """Draw N finished objects from a trained run; one per row with its log_reward."""
-    trainer = load_run(run_dir)
-    generator = torch.Generator().manual_seed(seed)
-    from gflownets.sampling import sample_forward
-    objects = torch.cat([sample_forward(trainer.env, trainer.eval_policy, min(16384, n - i), generator,
-                                        gamma=exploration).terminal_states
-                         for i in range(0, n, 16384)])
-    write_objects_csv(out, trainer.env, objects, trainer.env.log_reward(objects))
+    trainer = load_run(run_dir, reward=reward, log_reward=log_reward)
+    objects, log_rewards = trainer.sample(n, seed=seed, exploration=exploration)
+    write_objects_csv(out, trainer.env, objects, log_rewards)
     click.echo(f"wrote {n} objects to {out}")
 
 
@@ -162,11 +151,13 @@ def sample(run_dir: str, n: int, out: str, seed: int, exploration: float) -> Non
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--samples", type=click.IntRange(min=0), default=0, show_default=True,
               help="also measure the metrics on this many samples")
-def evaluate(run_dir: str, samples: int) -> None:
+@_with_reward_options
+def evaluate(run_dir: str, samples: int, reward: str | None, log_reward: str | None) -> None:
     """Recompute a run's metrics from its checkpoint and print them as JSON."""
-    trainer = load_run(run_dir)
+    trainer = load_run(run_dir, reward=reward, log_reward=log_reward)
     result = {"env": trainer.env.name, "objective": trainer.config.objective,
-              "iterations": trainer.step, **trainer.evaluate(samples)}
+              "reward": trainer.config.reward_description(), "iterations": trainer.step,
+              **trainer.evaluate(samples)}
     click.echo(json.dumps(result, indent=2))
 
 

@@ -23,3 +23,7 @@ class DataError(GFlowNetError):
 
 class CheckpointError(GFlowNetError):
     """A missing checkpoint or one written for another environment."""
+
+
+class TooManyStates(GFlowNetError):
+    """An environment too large to enumerate: exact evaluation is skipped, nothing else is."""

@@ -6,9 +6,21 @@ as the finished object. Backward actions live in [0, n_actions - 1): backward ac
 undoes forward action `a`, so `backward_step(step(s, a), a) == s`. That convention lets every
 objective pair a forward step with its backward probability without a lookup table.
 
-Subclasses implement the underscore hooks (`_step`, `_backward_step`, `_log_reward`) and the
-masks; the public wrappers check their input, so user code gets clear errors while the
-samplers, which only ever draw allowed actions, call the hooks directly.
+To write an environment, subclass `DiscreteEnv` with
+- class attributes `name` and `Config` (an `EnvConfig` dataclass; its fields become CLI options);
+- `setup(config)`: set `n_actions`, `state_shape`, `max_steps`, `feature_dim` and whatever the
+  methods need. `DiscreteEnv.__init__` builds, validates and stores the config (from a config
+  or from its field names as keywords: `Env(config)`, `Env(n=3)`) and the reward arguments, then
+  calls it; a subclass keeps an `__init__` only for constructor arguments beyond its Config;
+- `initial_state`, `forward_mask`, `backward_mask`, `_step`, `_backward_step`,
+  `default_log_reward` and `features` (the abstract methods below).
+The CSV form of finished objects has defaults: one column `x0, x1, ...` per entry of the
+flattened state, checked against `value_range` when reading; override `object_columns`,
+`objects_to_rows` and `objects_from_rows` for another form.
+
+The public wrappers (`step`, `backward_step`, `log_reward`) check their input, so user code
+gets clear errors while the samplers, which only ever draw allowed actions, call the
+underscore hooks directly.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from gflownets.errors import ActionError, DataError, RewardError
+from gflownets.errors import ActionError, ConfigError, DataError, GFlowNetError, RewardError, TooManyStates
 
 RewardFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -55,7 +67,7 @@ class DiscreteEnv(abc.ABC):
     #: above this many states, exact evaluation by enumeration is refused
     max_enumerable_states: int = 2_000_000
     #: whether `--compile` may trace this environment's rollout into one fixed-shape graph
-    #: (`sampling.compiled`): `forward_mask`, `features`, `_step` and `default_log_reward` are
+    #: (`gflownets.fast`): `forward_mask`, `features`, `_step` and `default_log_reward` are
     #: tensor expressions without Python branches on tensor values or `.item()` (data-dependent
     #: shapes, `nonzero` and boolean indexing, are best avoided too), and `_step` accepts any
     #: action below `n_actions - 1` on any state without raising (finished rows take such moves;
@@ -63,19 +75,47 @@ class DiscreteEnv(abc.ABC):
     #: A rollout that does not trace is reported by a ConfigError before training starts.
     compilable: ClassVar[bool] = False
 
-    def __init__(self, config: EnvConfig, reward_fn: RewardFn | None = None,
-                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0):
-        """`reward_fn` returns rewards, `log_reward_fn` log-rewards, for a batch of objects
-        (as `objects_to_rows` describes them). Zero rewards are an error unless
-        `reward_floor` > 0, which clamps every reward from below."""
+    #: inclusive (min, max) of every state entry, checked by the default `objects_from_rows`
+    #: (None: no check); a property where it depends on the config
+    value_range: ClassVar[tuple[int, int] | None] = None
+
+    def __init__(self, config: EnvConfig | None = None, reward_fn: RewardFn | None = None,
+                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **options: Any):
+        """`config`: an instance of the class's `Config`; or none, and its fields as keyword
+        `options` (`Hypergrid(ndim=2, height=4)`). `reward_fn` returns rewards,
+        `log_reward_fn` log-rewards, for a batch of objects (as `objects_to_rows` describes
+        them). Zero rewards are an error unless `reward_floor` > 0, which clamps every reward
+        from below. Then `setup(config)` builds the environment."""
+        config = self._make_config(config, options)
         config.validate()
         if reward_fn is not None and log_reward_fn is not None:
-            raise ValueError("give reward_fn or log_reward_fn, not both")
+            raise ConfigError("give reward_fn or log_reward_fn, not both")
         self.config = config
         self.reward_fn = reward_fn
         self.log_reward_fn = log_reward_fn
         self.reward_floor = float(reward_floor)
         self._enumeration: torch.Tensor | None = None
+        self.setup(config)
+
+    @classmethod
+    def _make_config(cls, config: EnvConfig | None, options: dict[str, Any]) -> EnvConfig:
+        if config is not None:
+            if options:
+                raise ConfigError(f"{cls.name}: give a config or options ({', '.join(sorted(options))}), "
+                                  "not both")
+            if not isinstance(config, cls.Config):
+                raise ConfigError(f"{cls.name} takes a {cls.Config.__name__}, got {type(config).__name__}")
+            return config
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.name} option(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {sorted(known)}")
+        return cls.Config(**options)
+
+    def setup(self, config: EnvConfig) -> None:
+        """Build the environment from its validated config (stored as `self.config` already):
+        set `n_actions`, `state_shape`, `max_steps`, `feature_dim` and any tables the methods use."""
 
     # ----------------------------------------------------------------- to implement
     @property
@@ -107,18 +147,35 @@ class DiscreteEnv(abc.ABC):
     def features(self, states: torch.Tensor) -> torch.Tensor:
         """Float (B, feature_dim) input of the policy network."""
 
-    @abc.abstractmethod
-    def objects_to_rows(self, states: torch.Tensor) -> np.ndarray:
-        """Integer (B, len(object_columns)) rows, the CSV form of finished objects."""
-
-    @abc.abstractmethod
-    def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
-        """Inverse of `objects_to_rows`; raise DataError(row, value) on anything invalid."""
-
+    # ----------------------------------------------------------------- CSV form (defaults)
     @property
-    @abc.abstractmethod
     def object_columns(self) -> list[str]:
-        """CSV header of one object."""
+        """CSV header of one object (default: `x0, x1, ...`, one per entry of the flattened state)."""
+        return [f"x{i}" for i in range(int(np.prod(self.state_shape)))]
+
+    def objects_to_rows(self, states: torch.Tensor) -> np.ndarray:
+        """Integer (B, len(object_columns)) rows, the CSV form of finished objects (default:
+        the flattened states)."""
+        return states.reshape(states.shape[0], -1).cpu().numpy().astype(np.int64)
+
+    def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """Inverse of `objects_to_rows`; raise DataError naming the row (1 = first), the column
+        and the value of anything invalid. Default: rows of `len(object_columns)` entries, each
+        in `value_range` (when set), reshaped to `state_shape`."""
+        rows = np.asarray(rows)
+        columns = self.object_columns
+        if rows.ndim != 2 or rows.shape[1] != len(columns):
+            got = rows.shape[-1] if rows.ndim else 0
+            names = f" ({', '.join(columns)})" if len(columns) <= 8 else ""
+            raise DataError(f"{self.name} objects need {len(columns)} columns{names}, got {got}")
+        if self.value_range is not None:
+            low, high = self.value_range
+            bad = (rows < low) | (rows > high)
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise DataError(f"row {r + 1}: value {rows[r, c]} in column {columns[c]} is outside "
+                                f"[{low}, {high}]")
+        return torch.from_numpy(rows.astype(np.int64)).reshape(len(rows), *self.state_shape)
 
     # ----------------------------------------------------------------- provided
     @property
@@ -133,6 +190,38 @@ class DiscreteEnv(abc.ABC):
 
     def is_terminal(self, states: torch.Tensor) -> torch.Tensor:
         return self.forward_mask(states)[:, -1]
+
+    @property
+    def device(self) -> torch.device:
+        """Where this environment's tensors live (`to`); new tensors it makes go there too."""
+        return self.__dict__.get("_device", torch.device("cpu"))
+
+    def to(self, device: str | torch.device) -> DiscreteEnv:
+        """Move every tensor the environment holds (direct attributes, and those in its lists,
+        tuples and dicts) to `device`, in place; returns self. Environments that make tensors
+        in their methods create them on `self.device`."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+
+        def moved(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value.to(device)
+            if isinstance(value, (list, tuple)):
+                return type(value)(moved(v) for v in value)
+            if isinstance(value, dict):
+                return {k: moved(v) for k, v in value.items()}
+            return value
+
+        for key, value in list(vars(self).items()):
+            if not callable(value):
+                setattr(self, key, moved(value))
+        self._device = device
+        return self
+
+    def use_training_data(self, objects: torch.Tensor) -> None:
+        """Called with an offline run's data set before training; environments that measure
+        samples against their training data (novelty) keep it. Default: nothing."""
 
     def describe(self) -> dict[str, Any]:
         """Identity of this environment, stored in checkpoints to refuse a mismatched resume."""
@@ -153,10 +242,10 @@ class DiscreteEnv(abc.ABC):
         raises RewardError naming the bad objects. `default`: `default_log_reward(states)`,
         where it has been computed already (a compiled rollout does, in its graph)."""
         if self.log_reward_fn is not None:
-            log_r = torch.as_tensor(self.log_reward_fn(self._objects_for_user(states)))
+            log_r = self._call_user(self.log_reward_fn, states, "log-reward")
             self._check_values(states, log_r, log_r.isnan() | (log_r == float("inf")), "log-reward")
         elif self.reward_fn is not None:
-            reward = torch.as_tensor(self.reward_fn(self._objects_for_user(states)))
+            reward = self._call_user(self.reward_fn, states, "reward")
             bad = reward.isnan() | reward.isinf() | (reward < 0)
             self._check_values(states, reward, bad, "reward")
             log_r = reward.double().log()
@@ -173,6 +262,45 @@ class DiscreteEnv(abc.ABC):
     def _objects_for_user(self, states: torch.Tensor) -> torch.Tensor:
         """What a user's reward function receives: the object rows as a LongTensor."""
         return torch.from_numpy(self.objects_to_rows(states))
+
+    def _call_user(self, fn: RewardFn, states: torch.Tensor, what: str) -> torch.Tensor:
+        """`fn` on the objects of `states`; an error it raises becomes a RewardError naming the
+        object it fails on (found by bisection; else the first few of the batch) and the error."""
+        objects = self._objects_for_user(states)
+        try:
+            return torch.as_tensor(fn(objects))
+        except GFlowNetError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure of user code is reported as a RewardError
+            culprit = self._failing_row(fn, objects)
+            if culprit is not None:
+                where = f"on object {objects[culprit].tolist()} (batch row {culprit})"
+            else:
+                first = ", ".join(map(str, objects[:3].tolist())) + (", ..." if len(objects) > 3 else "")
+                where = f"on a batch of {len(objects)} object(s) (first: {first})"
+            raise RewardError(f"{what} function failed {where}: {type(error).__name__}: {error}") from error
+
+    @staticmethod
+    def _failing_row(fn: RewardFn, objects: torch.Tensor) -> int | None:
+        """Position of an object on which `fn` fails alone, by halving the failing batch; None
+        when no half fails on its own (the failure depends on the batch as a whole)."""
+        def fails(part: torch.Tensor) -> bool:
+            try:
+                fn(part)
+            except Exception:  # noqa: BLE001
+                return True
+            return False
+
+        low, high = 0, len(objects)
+        while high - low > 1:
+            mid = (low + high) // 2
+            if fails(objects[low:mid]):
+                high = mid
+            elif fails(objects[mid:high]):
+                low = mid
+            else:
+                return None
+        return low if high - low == 1 else None
 
     def _check_values(self, states: torch.Tensor, values: torch.Tensor, bad: torch.Tensor,
                       what: str, hint: str = "") -> None:
@@ -220,9 +348,37 @@ class DiscreteEnv(abc.ABC):
         the exact target. Called at each evaluation of an enumerable environment."""
         return {}
 
-    def extra_plots(self, trainer: Any, folder: Any) -> list[Any]:
-        """Environment-specific plots written under the run's plots/ folder; returns their paths."""
+    def extra_plots(self, run: Any, folder: Any) -> list[Any]:
+        """Environment-specific plots written under the run's plots/ folder; returns their paths.
+        `run` (a Trainer) has `.graph` (a StateGraph or None), `.eval_policy`, `.out_dir`,
+        `.config.seed` and `.sample_objects(n, generator)`. Draw with `gflownets.figures`; a
+        file named distribution.png replaces the generic learned-vs-target scatter."""
         return []
+
+    def intermediate_log_reward(self, states: torch.Tensor) -> torch.Tensor:
+        """log R~(s) of any state, partial or finished: the reward accrued so far, for
+        forward-looking objectives (fldb), whose state-flow head learns log F(s) - log R~(s).
+        Any finite R~ leaves the fixed point (the sampled distribution) unchanged: it only moves
+        credit to earlier steps. Float64, shape (B,).
+
+        Default, without a user reward function: `default_log_reward` on finished states (where
+        it is defined) and on partial states holding no padding (-1), whose default formulas
+        score the parts present (sets: the items chosen so far); 0 on padded partial states
+        (sequence prefixes, whose default rewards would read the padding as tokens). With a
+        user reward function: 0 everywhere (FL-DB then reduces to DB), as the user's function
+        takes finished objects only and each call may be costly; an environment with a
+        meaningful partial reward overrides this. A floor clamps as in `log_reward`; what is
+        still not finite counts as 0."""
+        n = states.shape[0]
+        if self.reward_fn is not None or self.log_reward_fn is not None or n == 0:
+            return torch.zeros(n, dtype=torch.float64)
+        defined = self.is_terminal(states) | (states.reshape(n, -1) >= 0).all(dim=1)
+        log_r = torch.zeros(n, dtype=torch.float64)
+        if defined.any():  # the default reward never sees the rows it is not defined on
+            log_r[defined] = self.default_log_reward(states[defined]).to(torch.float64).reshape(-1)
+        if self.reward_floor > 0:
+            log_r = log_r.clamp(min=float(np.log(self.reward_floor)))
+        return torch.where(log_r.isfinite(), log_r, torch.zeros((), dtype=torch.float64))
 
     def log_reward_change(self, states: torch.Tensor, actions: torch.Tensor,
                           children: torch.Tensor) -> torch.Tensor:
@@ -234,7 +390,8 @@ class DiscreteEnv(abc.ABC):
     # ----------------------------------------------------------------- enumeration
     def enumerate_states(self) -> torch.Tensor:
         """Every state reachable from s0, by breadth-first search with `_step` (cached).
-        Environments with a closed form override `_enumerate`."""
+        Environments with a closed form override `_enumerate`; one that refuses (too many
+        states) raises TooManyStates."""
         if self._enumeration is None:
             self._enumeration = self._enumerate()
         return self._enumeration
@@ -258,8 +415,8 @@ class DiscreteEnv(abc.ABC):
             found.append(frontier)
             total += len(frontier)
             if total > self.max_enumerable_states:
-                raise ValueError(f"{self.name}: more than {self.max_enumerable_states} states, "
-                                 "too many to enumerate")
+                raise TooManyStates(f"{self.name}: more than {self.max_enumerable_states} states, "
+                                    "too many to enumerate")
         return torch.cat(found)
 
     def validate_objects(self, states: torch.Tensor, first_row: int = 1) -> None:

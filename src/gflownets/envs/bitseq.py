@@ -27,9 +27,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from gflownets.envs.base import EnvConfig, RewardFn
+from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError, DataError
+from gflownets.measures.distances import hamming_matrix
 
 #: the paper's building blocks of the modes
 BLOCKS = ("00000000", "11111111", "11110000", "00001111", "00111100")
@@ -86,10 +87,7 @@ class BitSeq(SequenceEnv):
         "small": dict(length=6, token_bits=2, num_modes=4, mode_threshold=1),
     }
 
-    def __init__(self, config: BitSeqConfig | None = None, *, reward_fn: RewardFn | None = None,
-                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **kwargs):
-        config = config or BitSeqConfig(**kwargs)
-        super().__init__(config, reward_fn, log_reward_fn, reward_floor)
+    def setup(self, config: BitSeqConfig) -> None:
         self.n_bits, self.token_bits = config.length, config.token_bits
         length = config.length // config.token_bits
         self._setup(2 ** config.token_bits, length, length, config.prepend)
@@ -121,8 +119,6 @@ class BitSeq(SequenceEnv):
 
     def distance_matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Hamming distance in bits."""
-        from gflownets.evaluation.diversity import hamming_matrix
-
         return hamming_matrix(self.to_bits(a), self.to_bits(b))
 
     def test_set(self, n: int, seed: int = 0) -> torch.Tensor:

@@ -11,19 +11,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
-from gflownets.envs.base import DiscreteEnv, EnvConfig, RewardFn
+from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.envs.dag_data import (erdos_renyi_dag, read_data_csv, sample_discrete,
                                      sample_linear_gaussian)
 from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior, LocalScore
-from gflownets.errors import ConfigError, DataError
-
-if TYPE_CHECKING:
-    from gflownets.evaluation.exact import StateGraph
+from gflownets.errors import ConfigError, DataError, TooManyStates
+from gflownets.figures import plot_matrices
+from gflownets.measures.structure import auroc, edge_marginals, expected_shd
 
 
 def _field(default, help: str):
@@ -90,10 +89,7 @@ class DAG(DiscreteEnv):
                     "batch_size": 32, "lr": 1e-3, "exploration": 0.1, "replay_size": 10000,
                     "replay_batch": 32, "target_decay": 0.99, "eval_every": 1000, "threads": 1}
 
-    def __init__(self, config: DAGConfig | None = None, *, reward_fn: RewardFn | None = None,
-                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **kwargs):
-        config = config or DAGConfig(**kwargs)
-        super().__init__(config, reward_fn, log_reward_fn, reward_floor)
+    def setup(self, config: DAGConfig) -> None:
         discrete = config.score == "bde"
         rng = np.random.default_rng(config.data_seed)
         if config.data:
@@ -203,7 +199,7 @@ class DAG(DiscreteEnv):
         """Level by level: every child of a graph with k edges has k + 1 edges, so each level is
         the unique children of the previous one (no search for already seen states)."""
         if self.d > 6:
-            raise ValueError(f"dag: {self.d} nodes, too many DAGs to enumerate (at most 6 nodes)")
+            raise TooManyStates(f"dag: {self.d} nodes, too many DAGs to enumerate (at most 6 nodes)")
         levels = [self.initial_states(1)]
         while True:
             frontier = levels[-1]
@@ -244,8 +240,6 @@ class DAG(DiscreteEnv):
 
     # ------------------------------------------------------------------ evaluation
     def _graph_metrics(self, adjacency: torch.Tensor, probs: torch.Tensor | None) -> dict[str, float]:
-        from gflownets.evaluation.structure import auroc, edge_marginals, expected_shd
-
         marginals = edge_marginals(adjacency, probs)
         out: dict[str, float] = {}
         if self.true_graph is not None:
@@ -255,12 +249,11 @@ class DAG(DiscreteEnv):
                 out["auroc"] = area
         return out
 
-    def exact_metrics(self, graph: StateGraph, learned: torch.Tensor) -> dict[str, float]:
+    def exact_metrics(self, graph: Any, learned: torch.Tensor) -> dict[str, float]:
         """Against the exact posterior: edge_marginal_mae (mean over the d (d - 1) ordered pairs);
         against the true graph, when known: expected_shd and auroc of the learned distribution,
-        and the same of the exact posterior (`_posterior`), the best a sampler can do."""
-        from gflownets.evaluation.structure import edge_marginals
-
+        and the same of the exact posterior (`_posterior`), the best a sampler can do.
+        `graph`: the StateGraph of this environment."""
         adjacency = self.adjacency(graph.terminal_states)
         error = np.abs(edge_marginals(adjacency, learned) - edge_marginals(adjacency, graph.target))
         out = {"edge_marginal_mae": float(error[self._off_diagonal.numpy()].mean())}
@@ -272,21 +265,18 @@ class DAG(DiscreteEnv):
         """expected_shd and auroc of the empirical distribution of samples (any d)."""
         return self._graph_metrics(self.adjacency(objects), None)
 
-    def extra_plots(self, trainer, folder: Path) -> list[Path]:
+    def extra_plots(self, run, folder: Path) -> list[Path]:
         """plots/edge_marginals.png: learned vs exact (or sampled) edge marginals and the true graph."""
-        from gflownets.evaluation.structure import edge_marginals
-        from gflownets.plotting import plot_matrices
-
         panels = []
-        graph = trainer.graph
+        graph = run.graph
         if graph is not None:
             adjacency = self.adjacency(graph.terminal_states)
             panels.append(("exact posterior P(i -> j | D)", edge_marginals(adjacency, graph.target)))
-            learned = graph.terminal_distribution(trainer.eval_policy)
+            learned = graph.terminal_distribution(run.eval_policy)
             panels.append(("learned P(i -> j)", edge_marginals(adjacency, learned)))
         else:
-            generator = torch.Generator().manual_seed(trainer.config.seed)
-            objects = trainer.sample_objects(2000, generator)
+            generator = torch.Generator().manual_seed(run.config.seed)
+            objects = run.sample_objects(2000, generator)
             panels.append(("learned P(i -> j), 2000 samples", edge_marginals(self.adjacency(objects))))
         if self.true_graph is not None:
             panels.append(("true graph", self.true_graph.astype(float)))

@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-from gflownets.envs.base import EnvConfig, RewardFn
+from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError
 
@@ -200,11 +200,13 @@ class Ehrlich(SequenceEnv):
     run_defaults = {"iters": 10000, "lr_logz": 0.5, "replay_size": 1000, "replay_batch": 8,
                     "replay_keep": "best", "mutations": 32, "eval_every": 1000, "threads": 1}
 
-    def __init__(self, config: EhrlichConfig | None = None, *, reward_fn: RewardFn | None = None,
-                 log_reward_fn: RewardFn | None = None, reward_floor: float | None = None, **kwargs):
-        config = config or EhrlichConfig(**kwargs)
-        super().__init__(config, reward_fn, log_reward_fn,
-                         config.floor if reward_floor is None else reward_floor)
+    def __init__(self, config: EhrlichConfig | None = None, *, reward_floor: float | None = None, **kwargs):
+        """As `DiscreteEnv`'s, except that `reward_floor` defaults to the config's `floor`."""
+        super().__init__(config, reward_floor=0.0 if reward_floor is None else reward_floor, **kwargs)
+        if reward_floor is None:
+            self.reward_floor = float(self.config.floor)
+
+    def setup(self, config: EhrlichConfig) -> None:
         self._setup(config.num_states, config.dim, config.dim, config.prepend)
         self.oracle = EhrlichFunction(config.num_states, config.dim, config.num_motifs,
                                       config.motif_length, config.quantization or None,

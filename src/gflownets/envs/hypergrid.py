@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from gflownets.envs.base import DiscreteEnv, EnvConfig, RewardFn
-from gflownets.errors import ConfigError, DataError
+from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.errors import ConfigError, TooManyStates
+from gflownets.figures import plot_grid_distributions, plot_grid_policy
 
 
 @dataclasses.dataclass
@@ -49,10 +51,7 @@ class Hypergrid(DiscreteEnv):
         "standard": dict(ndim=4, height=8, r0=0.1, r1=0.5, r2=2.0),
     }
 
-    def __init__(self, config: HypergridConfig | None = None, *, reward_fn: RewardFn | None = None,
-                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **kwargs):
-        config = config or HypergridConfig(**kwargs)
-        super().__init__(config, reward_fn, log_reward_fn, reward_floor)
+    def setup(self, config: HypergridConfig) -> None:
         self.ndim, self.height = config.ndim, config.height
         self.n_actions = self.ndim + 1
         self.state_shape = (self.ndim,)
@@ -60,6 +59,11 @@ class Hypergrid(DiscreteEnv):
         self.feature_dim = self.ndim * self.height
         self._one_hot = torch.eye(self.height)  # row c: the one-hot code of coordinate c
         self._unit = torch.eye(self.ndim, dtype=torch.long)  # row a: the move of action a
+
+    @property
+    def value_range(self) -> tuple[int, int]:
+        """Coordinates of objects read from CSV (columns x0, x1, ...) lie in [0, H - 1]."""
+        return (0, self.height - 1)
 
     @property
     def initial_state(self) -> torch.Tensor:
@@ -105,23 +109,22 @@ class Hypergrid(DiscreteEnv):
 
     def _enumerate(self) -> torch.Tensor:
         if self.height ** self.ndim > self.max_enumerable_states:
-            raise ValueError(f"hypergrid: {self.height}^{self.ndim} states, too many to enumerate")
+            raise TooManyStates(f"hypergrid: {self.height}^{self.ndim} states, too many to enumerate")
         axes = [torch.arange(self.height)] * self.ndim
         return torch.cartesian_prod(*axes).reshape(-1, self.ndim)
 
-    @property
-    def object_columns(self) -> list[str]:
-        return [f"x{i}" for i in range(self.ndim)]
-
-    def objects_to_rows(self, states: torch.Tensor) -> np.ndarray:
-        return states.cpu().numpy().astype(np.int64)
-
-    def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
-        if rows.ndim != 2 or rows.shape[1] != self.ndim:
-            raise DataError(f"hypergrid objects need {self.ndim} columns, got {rows.shape[-1]}")
-        bad = (rows < 0) | (rows >= self.height)
-        if bad.any():
-            r, col = np.argwhere(bad)[0]
-            raise DataError(f"row {r + 1}: value {rows[r, col]} in column x{col} is outside "
-                            f"[0, {self.height - 1}]")
-        return torch.from_numpy(rows.astype(np.int64))
+    def extra_plots(self, run, folder: Path) -> list[Path]:
+        """On a 2-D grid with an exact state graph: plots/distribution.png, the target and
+        learned distributions as heatmaps, and plots/policy.png, P_F and P_B as arrows."""
+        graph = run.graph
+        if self.ndim != 2 or graph is None:
+            return []
+        learned = graph.terminal_distribution(run.eval_policy).numpy()
+        cells = graph.terminal_states.numpy()
+        states = graph.states
+        forward = np.where(graph.forward_mask.numpy(), graph.forward_log_probs(run.eval_policy).exp().numpy(), 0.0)
+        backward = np.where(self.backward_mask(states).numpy(),
+                            graph.backward_log_probs(run.eval_policy).exp().numpy(), 0.0)
+        return [plot_grid_distributions(cells, learned, graph.target.numpy(), folder / "distribution.png",
+                                        height=self.height),
+                plot_grid_policy(states.numpy(), forward, backward, folder / "policy.png", height=self.height)]

@@ -26,14 +26,17 @@ import dataclasses
 import numpy as np
 import torch
 
-from gflownets.envs.base import DiscreteEnv, EnvConfig, RewardFn
-from gflownets.errors import ConfigError, DataError
+from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.errors import ConfigError, DataError, TooManyStates
+from gflownets.measures.distances import edit_distance, edit_distance_matrix, hamming_matrix
+from gflownets.measures.diversity import sequence_sample_metrics
 
 PAD = -1
 
 
 class SequenceEnv(DiscreteEnv):
-    """Base of the sequence environments; subclasses call `_setup` and define the reward."""
+    """Base of the sequence environments; subclasses call `_setup` from their `setup` and
+    define the reward."""
 
     #: (V, V) bool: may token v follow token u? None: every pair is allowed.
     allowed: torch.Tensor | None = None
@@ -134,18 +137,15 @@ class SequenceEnv(DiscreteEnv):
 
     def _enumerate(self) -> torch.Tensor:
         if self.n_states_upper_bound() > self.max_enumerable_states:
-            raise ValueError(f"{self.name}: up to {self.n_states_upper_bound():.3g} states, "
-                             "too many to enumerate")
+            raise TooManyStates(f"{self.name}: up to {self.n_states_upper_bound():.3g} states, "
+                                "too many to enumerate")
         return super()._enumerate()
 
     # ------------------------------------------------------------------ objects
     @property
     def object_columns(self) -> list[str]:
+        """Token ids t0, t1, ... (the rows are the states: padded with -1 after the end)."""
         return [f"t{i}" for i in range(self.max_length)]
-
-    def objects_to_rows(self, states: torch.Tensor) -> np.ndarray:
-        """Token ids, padded with -1 after the end of the sequence."""
-        return states.cpu().numpy().astype(np.int64)
 
     def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
         rows = np.asarray(rows)
@@ -187,8 +187,6 @@ class SequenceEnv(DiscreteEnv):
     def distance_matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """(Na, Nb) distances between finished objects: Hamming for fixed-length sequences,
         Levenshtein (edit) distance otherwise."""
-        from gflownets.evaluation.diversity import edit_distance_matrix, hamming_matrix
-
         if self.min_length == self.max_length:
             return hamming_matrix(a, b)
         return edit_distance_matrix(a, b)
@@ -197,9 +195,12 @@ class SequenceEnv(DiscreteEnv):
         """The task's score of each object for the top-k metrics (default: the reward)."""
         return log_rewards.double().exp()
 
-    def sample_metrics(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> dict[str, float]:
-        from gflownets.evaluation.diversity import sequence_sample_metrics
+    def use_training_data(self, objects: torch.Tensor) -> None:
+        """Novelty is measured against the offline data set, unless a reference was given."""
+        if self.reference is None:
+            self.reference = objects
 
+    def sample_metrics(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> dict[str, float]:
         return sequence_sample_metrics(self, objects, log_rewards, k=self.top_k, reference=self.reference)
 
 
@@ -240,17 +241,12 @@ class Sequence(SequenceEnv):
         "protein": dict(alphabet="ACDEFGHIKLMNPQRSTVWY", max_length=6),
     }
 
-    def __init__(self, config: SequenceConfig | None = None, *, reward_fn: RewardFn | None = None,
-                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **kwargs):
-        config = config or SequenceConfig(**kwargs)
-        super().__init__(config, reward_fn, log_reward_fn, reward_floor)
+    def setup(self, config: SequenceConfig) -> None:
         self._setup(len(config.alphabet), config.max_length, config.min_length, config.prepend)
         gen = torch.Generator().manual_seed(config.target_seed)
         self.target = torch.randint(self.vocab_size, (self.max_length,), generator=gen)
 
     def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
-        from gflownets.evaluation.diversity import edit_distance
-
         d = edit_distance(states, self.target.expand(states.shape[0], -1))
         return -self.config.beta * d.double() / self.max_length
 

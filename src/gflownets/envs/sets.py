@@ -10,8 +10,8 @@ import math
 import numpy as np
 import torch
 
-from gflownets.envs.base import DiscreteEnv, EnvConfig, RewardFn
-from gflownets.errors import ConfigError, DataError
+from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.errors import ConfigError, DataError, TooManyStates
 
 
 @dataclasses.dataclass
@@ -43,10 +43,7 @@ class Sets(DiscreteEnv):
     Config = SetsConfig
     compilable = True
 
-    def __init__(self, config: SetsConfig | None = None, *, reward_fn: RewardFn | None = None,
-                 log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **kwargs):
-        config = config or SetsConfig(**kwargs)
-        super().__init__(config, reward_fn, log_reward_fn, reward_floor)
+    def setup(self, config: SetsConfig) -> None:
         self.n_items, self.set_size = config.n_items, config.set_size
         self.n_actions = self.n_items + 1
         self.state_shape = (self.n_items,)
@@ -54,8 +51,7 @@ class Sets(DiscreteEnv):
         self.feature_dim = self.n_items
         gen = torch.Generator().manual_seed(config.reward_seed)
         self.item_values = torch.rand(self.n_items, generator=gen, dtype=torch.float64) * 2 - 1
-        n_states = sum(math.comb(self.n_items, j) for j in range(self.set_size + 1))
-        self.n_states = n_states
+        self.n_states = sum(math.comb(self.n_items, j) for j in range(self.set_size + 1))
 
     @property
     def initial_state(self) -> torch.Tensor:
@@ -85,7 +81,7 @@ class Sets(DiscreteEnv):
 
     def _enumerate(self) -> torch.Tensor:
         if self.n_states > self.max_enumerable_states:
-            raise ValueError(f"sets: {self.n_states} states, too many to enumerate")
+            raise TooManyStates(f"sets: {self.n_states} states, too many to enumerate")
         return super()._enumerate()
 
     @property

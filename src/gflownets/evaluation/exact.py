@@ -7,6 +7,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.envs.indexing import StateIndex
+from gflownets.errors import TooManyStates
 from gflownets.policies.base import Policy, PolicyOutput
 from gflownets.policies.tabular import TabularPolicy
 from gflownets.policies.distributions import masked_log_softmax
@@ -102,10 +103,11 @@ class StateGraph:
 
 
 def try_state_graph(env: DiscreteEnv) -> StateGraph | None:
-    """The state graph, or None where the environment is too large to enumerate."""
+    """The state graph, or None where the environment refuses to enumerate its states
+    (TooManyStates). Every other error, a reward that fails on some object included, propagates."""
     try:
         return StateGraph(env)
-    except ValueError:
+    except TooManyStates:
         return None
 
 

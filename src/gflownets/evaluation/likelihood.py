@@ -16,7 +16,7 @@ import math
 import torch
 
 from gflownets.envs.base import DiscreteEnv
-from gflownets.evaluation.diversity import spearman
+from gflownets.measures.diversity import spearman
 from gflownets.objectives.terms import trajectory_terms
 from gflownets.policies.base import Policy
 from gflownets.sampling.trajectories import sample_backward

@@ -5,43 +5,20 @@ pairs (i, j) of points of `TrajectoryTerms`."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from gflownets.objectives.base import Objective, register
 from gflownets.objectives.terms import step_terms, trajectory_terms
 from gflownets.policies.base import Policy
 from gflownets.sampling.trajectories import Trajectories
 
 
 def trajectory_balance(policy: Policy, batch: Trajectories) -> torch.Tensor:
-    """mean_tau (log Z + sum log P_F - log R(x) - sum log P_B)^2. Summed straight from the
-    per-step terms: TB needs no padded layout (and this is the benchmarked hot path); a compiled
-    rollout has even summed them already (`Activations.log_ratio_sum`)."""
-    log_ratio = batch.activations.log_ratio_sum(policy) if batch.activations is not None else None
-    if log_ratio is None:
-        steps = step_terms(policy, batch)
-        log_ratio = steps.per_trajectory(steps.log_pf - steps.log_pb_into, len(batch))
+    """mean_tau (log Z + sum log P_F - log R(x) - sum log P_B)^2, summed straight from the
+    per-step terms: TB needs no padded layout."""
+    steps = step_terms(policy, batch)
+    log_ratio = steps.per_trajectory(steps.log_pf - steps.log_pb_into, len(batch))
     residual = policy.log_z + log_ratio - batch.log_rewards.to(log_ratio.dtype)
     return residual.pow(2).mean()
-
-
-def trajectory_balance_gradients(policy: Policy, batch: Trajectories
-                                 ) -> tuple[torch.Tensor, dict[nn.Parameter, torch.Tensor]] | None:
-    """`trajectory_balance` and its gradients in closed form, from a compiled rollout's kept
-    activations: d loss / d residual_b = 2 residual_b / n goes to log Z as it is and, through
-    the kept derivatives of each trajectory's log-ratio sum, to the network
-    (`Activations.log_ratio_sum_gradients`). The same operations autograd would run, without
-    its bookkeeping (0.15-0.25 ms of a ~2.5 ms hypergrid iteration, bench/NOTES.md). None when the
-    batch carries no usable activations: then use the loss and autograd."""
-    if batch.activations is None:
-        return None
-    log_ratio = batch.activations.log_ratio_sums
-    residual = policy.log_z.detach() + log_ratio - batch.log_rewards.to(log_ratio.dtype)
-    d_residual = residual * (2.0 / len(residual))
-    gradients = batch.activations.log_ratio_sum_gradients(policy, d_residual)
-    if gradients is None:
-        return None
-    gradients[policy.log_z] = d_residual.sum()
-    return residual.pow(2).mean(), gradients
 
 
 def detailed_balance(policy: Policy, batch: Trajectories) -> torch.Tensor:
@@ -67,3 +44,32 @@ def subtrajectory_balance(policy: Policy, batch: Trajectories, lam: float = 0.9)
     weights = torch.where(pairs, float(lam) ** span, torch.zeros((), dtype=steps.dtype))
     per_trajectory = (weights * residual.pow(2)).sum(dim=(1, 2)) / weights.sum(dim=(1, 2))
     return per_trajectory.mean()
+
+
+@register
+class TrajectoryBalance(Objective):
+    name = "tb"
+    summary = "trajectory balance (Malkin et al. 2022)"
+
+    def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
+        return trajectory_balance(policy, batch)
+
+
+@register
+class DetailedBalance(Objective):
+    name = "db"
+    summary = "detailed balance with a learned state flow (Bengio et al. 2023)"
+    uses_state_flow = True
+
+    def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
+        return detailed_balance(policy, batch)
+
+
+@register
+class SubTrajectoryBalance(Objective):
+    name = "subtb"
+    summary = "sub-trajectory balance, lambda-weighted (Madan et al. 2023; option subtb_lambda)"
+    uses_state_flow = True
+
+    def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
+        return subtrajectory_balance(policy, batch, lam=self.option("subtb_lambda", 0.9))

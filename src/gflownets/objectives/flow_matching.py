@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from gflownets.objectives.base import Objective, register
 from gflownets.policies.base import Policy
 from gflownets.policies.distributions import MASKED_LOGIT
 from gflownets.sampling.trajectories import Trajectories
@@ -43,3 +44,15 @@ def flow_matching_log_z(policy: Policy) -> torch.Tensor:
     s0 = env.initial_states(1)
     logits = policy(s0).forward_logits.masked_fill(~env.forward_mask(s0), MASKED_LOGIT)
     return logits.logsumexp(dim=-1)[0]
+
+
+@register
+class FlowMatching(Objective):
+    name = "fm"
+    summary = "flow matching of edge flows (Bengio et al. 2021)"
+
+    def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
+        return flow_matching(policy, batch)
+
+    def log_z(self, policy: Policy) -> float:
+        return float(flow_matching_log_z(policy))

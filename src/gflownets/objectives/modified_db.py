@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from gflownets.objectives.base import Objective, register
 from gflownets.policies.base import Policy
 from gflownets.policies.distributions import masked_log_softmax
 from gflownets.sampling.trajectories import Trajectories
@@ -62,3 +63,16 @@ def modified_db_log_z(policy: Policy) -> torch.Tensor:
     s0 = env.initial_states(1)
     log_exit = masked_log_softmax(policy(s0).forward_logits, env.forward_mask(s0))[0, -1]
     return env.log_reward(s0)[0].to(log_exit.dtype) - log_exit
+
+
+@register
+class ModifiedDetailedBalance(Objective):
+    name = "mdb"
+    summary = "modified detailed balance, every state terminal (Deleu et al. 2022; option target_decay)"
+    uses_target = True
+
+    def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
+        return modified_detailed_balance(policy, batch, target=self.target)
+
+    def log_z(self, policy: Policy) -> float:
+        return float(modified_db_log_z(policy))

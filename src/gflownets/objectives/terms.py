@@ -59,11 +59,6 @@ def step_terms(policy: Policy, batch: Trajectories) -> StepTerms:
     # positions of the existing steps in the flattened (n * width) batch: one index for every gather
     flat = batch.valid.view(-1).nonzero().squeeze(1)
     trajectory = flat.div(width, rounding_mode="floor")
-    # the rollout's own forward passes where it kept them (same weights): no second pass
-    replayed = batch.activations.replay(policy, flat) if batch.activations is not None else None
-    if replayed is not None:
-        out, log_pf, log_pb = replayed
-        return StepTerms(flat, trajectory, log_pf, log_pb, out.log_flow)
     flat_states = batch.states.flatten(0, 1).index_select(0, flat)
     flat_actions = batch.actions.view(-1).index_select(0, flat)
     out = policy(flat_states)

@@ -15,7 +15,6 @@ import torch
 from gflownets.envs.base import DiscreteEnv
 from gflownets.policies.base import Policy
 from gflownets.policies.distributions import exploration_probs, sample_categorical
-from gflownets.policies.kept import Activations
 
 PAD = -1
 
@@ -26,8 +25,6 @@ class Trajectories:
     actions: torch.Tensor  # (B, T) long
     lengths: torch.Tensor  # (B,) long, >= 1
     log_rewards: torch.Tensor  # (B,) float64
-    #: what the rollout kept of the policy's forward passes, for the loss to reuse (or None)
-    activations: Activations | None = None
 
     def __len__(self) -> int:
         return self.actions.shape[0]
@@ -43,7 +40,7 @@ class Trajectories:
 
     @staticmethod
     def cat(batches: list[Trajectories]) -> Trajectories:
-        """Concatenate, padding to the longest (kept activations are dropped)."""
+        """Concatenate, padding to the longest."""
         width = max(b.actions.shape[1] for b in batches)
 
         def pad(x: torch.Tensor) -> torch.Tensor:

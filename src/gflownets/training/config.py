@@ -1,19 +1,31 @@
-"""The run configuration: one flat, validated dataclass that the CLI, YAML files and
-checkpoints all share. Resolution order: defaults < preset < config file < command line."""
+"""The run configuration: one flat, validated dataclass that the CLI, YAML files, Python and
+checkpoints all share, and the one owner of its resolution (`RunConfig.resolve`): defaults <
+the environment's recipe (`run_defaults`) < config file < command line; a resumed run starts
+from its checkpoint's config instead. The recipe is applied by RunConfig itself, so
+`RunConfig(env="dag")` in Python trains what `gflownets train dag` trains."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
-from gflownets.envs import ENVIRONMENTS, DiscreteEnv
+from gflownets.envs import DiscreteEnv
 from gflownets.errors import ConfigError
 from gflownets.objectives import OBJECTIVES
-from gflownets.training.replay import KEEP
+from gflownets.registry import environment_class, environment_name, load_object, spec_of
+from gflownets.sources.replay import KEEP
+
+#: a reward recorded from Python that no "module:function" names: evaluating the run again needs it
+UNNAMED = "python:"
+#: choices of the fields that have a fixed set of values (the CLI offers the same lists)
+CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"], "backward_policy": ["learned", "uniform"],
+           "replay_keep": list(KEEP)}
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -38,10 +50,10 @@ def _field(default: Any, help: str) -> Any:
 
 @dataclasses.dataclass
 class RunConfig:
-    env: str = _field("hypergrid", "environment name")
+    env: str = _field("hypergrid", "environment name, or module:Class of your own environment")
     preset: str | None = _field(None, "named environment preset")
     env_args: dict[str, Any] = dataclasses.field(default_factory=dict)
-    objective: str = _field("tb", "fm | db | tb | subtb | mdb (modified DB: every state terminal)")
+    objective: str = _field("tb", " | ".join(f"{name}: {cls.summary}" for name, cls in sorted(OBJECTIVES.items())))
     iters: int = _field(2000, "training iterations")
     batch_size: int = _field(16, "trajectories per iteration")
     lr: float = _field(1e-3, "Adam learning rate of the network")
@@ -82,6 +94,83 @@ class RunConfig:
     compile: bool = _field(False, "compile the on-policy rollout into one graph with torch.compile: "
                                   "faster iterations after a compilation of seconds to a minute, "
                                   "for environments that support it (hypergrid, sets)")
+    device: str = _field("cpu", "torch device of the policy, the environment's tensors, sampling, "
+                                "replay and evaluation: cpu | cuda | cuda:N | mps")
+    exact: bool = _field(True, "exact evaluation against the enumerated target where the environment is "
+                               "small enough (--no-exact skips enumeration and its reward calls)")
+    reward: str | None = _field(None, "module:function returning rewards R(x) >= 0 of a batch of objects "
+                                      "(rows as in the CSV form), instead of the environment's default")
+    log_reward: str | None = _field(None, "module:function returning log-rewards, instead of --reward")
+
+    # ------------------------------------------------------------------ resolution
+    @classmethod
+    def resolve(cls, env: str, *, file: str | Path | None = None, options: dict[str, Any] | None = None,
+                env_options: dict[str, Any] | None = None, checkpoint: dict[str, Any] | None = None) -> RunConfig:
+        """The one place a run's configuration is assembled. `checkpoint`: a resumed run's saved
+        config, which `options` may change; else defaults < recipe < `file` < `options`
+        (`env_options` go into env_args). Raises ConfigError on conflicts."""
+        options, env_options = dict(options or {}), dict(env_options or {})
+        if checkpoint is not None:
+            if file is not None:
+                raise ConfigError("--resume continues the run's own config.yaml; do not pass --config too")
+            data = dict(checkpoint)
+            if data.get("env") != env:
+                raise ConfigError(f"the run holds a {data.get('env')} run, not {env}")
+            saved = cls.from_dict(dict(checkpoint), where="checkpoint config")
+            saved.require_named_reward(options.get("reward"), options.get("log_reward"), "the resumed run")
+        elif file is not None:
+            data = _read_yaml(file)
+            if "env" in data and data["env"] != env:
+                raise ConfigError(f"config file {file} is for env {data['env']!r}, but the command trains {env!r}")
+        else:
+            data = {}
+        data.update(options)
+        data["env"] = env
+        data["env_args"] = {**(data.get("env_args") or {}), **env_options}
+        return cls.from_dict(data, where=f"config file {file}" if file is not None else "config")
+
+    def apply_recipe(self, given: set[str]) -> None:
+        """Set the environment's recipe (`run_defaults`) on every field not in `given`."""
+        try:
+            recipe = environment_class(self.env).run_defaults
+        except ConfigError:
+            return  # validate() names the unknown environment
+        for key, value in recipe.items():
+            if key not in given:
+                setattr(self, key, value)
+
+    def describing(self, env: DiscreteEnv) -> RunConfig:
+        """This config for a user's environment instance: what it is and how its reward is
+        defined, instead of what the config named."""
+        reward = log_reward = None
+        source = getattr(env, "reward_spec", None)
+        if source is not None:
+            reward, log_reward = source
+        elif env.reward_fn is not None:
+            reward = spec_of(env.reward_fn) or UNNAMED + _qualified_name(env.reward_fn)
+        elif env.log_reward_fn is not None:
+            log_reward = spec_of(env.log_reward_fn) or UNNAMED + _qualified_name(env.log_reward_fn)
+        return dataclasses.replace(self, env=environment_name(env), preset=None, reward=reward,
+                                   log_reward=log_reward, env_args=dataclasses.asdict(env.config))
+
+    def require_named_reward(self, reward: Any, log_reward: Any, where: str) -> None:
+        """A saved run trained with a reward function of the user's: refuse to go on unless the
+        caller names a reward function again (the run folder's own record is never imported)."""
+        recorded = self.reward if self.reward is not None else self.log_reward
+        if recorded is None or reward is not None or log_reward is not None:
+            return
+        flag = "--reward" if self.reward is not None else "--log-reward"
+        shown = recorded[len(UNNAMED):] if recorded.startswith(UNNAMED) else recorded
+        hint = f" ({flag} {recorded})" if not recorded.startswith(UNNAMED) else " module:function"
+        raise ConfigError(f"{where} was trained with the reward function {shown}, not the environment's default: "
+                          f"name it again with {flag}{hint}, or in Python load_run(..., {flag[2:].replace('-', '_')}=...)")
+
+    def reward_description(self) -> str:
+        if self.reward is not None:
+            return f"reward {self.reward}"
+        if self.log_reward is not None:
+            return f"log_reward {self.log_reward}"
+        return "default"
 
     # ------------------------------------------------------------------ validation
     def validate(self, check_env: bool = True) -> None:
@@ -92,9 +181,7 @@ class RunConfig:
             self._validate_env()
 
     def _validate_env(self) -> None:
-        if self.env not in ENVIRONMENTS:
-            raise ConfigError(f"unknown environment {self.env!r}; choose from {sorted(ENVIRONMENTS)}")
-        env_cls = ENVIRONMENTS[self.env]
+        env_cls = environment_class(self.env)
         if self.preset is not None and self.preset not in env_cls.presets:
             raise ConfigError(f"unknown preset {self.preset!r} for {self.env}; "
                               f"choose from {sorted(env_cls.presets)}")
@@ -105,9 +192,7 @@ class RunConfig:
         self.env_config().validate()
 
     def _validate_training(self) -> None:
-        choices = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"],
-                   "backward_policy": ["learned", "uniform"], "replay_keep": list(KEEP)}
-        for key, allowed in choices.items():
+        for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         positive = ["batch_size", "hidden", "layers", "lr", "lr_logz", "temperature", "subtb_lambda"]
@@ -136,9 +221,19 @@ class RunConfig:
             raise ConfigError("compile speeds up on-policy rollouts; offline training has none")
         if self.offline is not None and not Path(self.offline).is_file():
             raise ConfigError(f"offline data file not found: {self.offline}")
+        if self.reward is not None and self.log_reward is not None:
+            raise ConfigError("give reward or log_reward, not both")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as err:
+            raise ConfigError(f"device {self.device!r} is not a torch device ({err})") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r}: this machine's torch sees no CUDA GPU")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(f"device {self.device!r}: MPS is not available on this machine")
 
     def env_config(self):
-        env_cls = ENVIRONMENTS[self.env]
+        env_cls = environment_class(self.env)
         args = dict(env_cls.presets[self.preset]) if self.preset else {}
         args.update(self.env_args)
         for f in dataclasses.fields(env_cls.Config):
@@ -146,15 +241,34 @@ class RunConfig:
                 args[f.name] = _coerce(f"{self.env} option {f.name}", args[f.name], type(f.default))
         return env_cls.Config(**args)
 
-    def build_env(self, **reward) -> DiscreteEnv:
-        return ENVIRONMENTS[self.env](self.env_config(), **reward)
+    def build_env(self, reward: Any = None, log_reward: Any = None) -> DiscreteEnv:
+        """The environment this config names, with its reward: `reward` / `log_reward` (a callable
+        or "module:function") replace the recorded ones. A reward recorded from Python that no
+        module:function names cannot be rebuilt: that is an error, never the default reward."""
+        if reward is not None or log_reward is not None:
+            reward_spec, log_reward_spec = reward, log_reward
+        else:
+            reward_spec, log_reward_spec = self.reward, self.log_reward
+        functions = []
+        for spec, flag in ((reward_spec, "--reward"), (log_reward_spec, "--log-reward")):
+            if isinstance(spec, str) and spec.startswith(UNNAMED):
+                raise ConfigError(f"this run was trained with the Python reward function {spec[len(UNNAMED):]}, "
+                                  f"which cannot be imported by name: pass {flag} module:function (or, in "
+                                  "Python, the function or the environment) to evaluate or sample it")
+            functions.append(load_object(spec, flag.lstrip("-")) if isinstance(spec, str) else spec)
+        env = environment_class(self.env)(self.env_config(), reward_fn=functions[0], log_reward_fn=functions[1])
+        env.reward_spec = tuple(spec if isinstance(spec, str) else spec_of(spec) for spec in
+                                (reward_spec, log_reward_spec))
+        return env
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         """Resolved form: env_args holds the preset's values and the overrides."""
         out = dataclasses.asdict(self)
-        if self.env in ENVIRONMENTS:
+        try:
             out["env_args"] = dataclasses.asdict(self.env_config())
+        except ConfigError:
+            pass
         return out
 
     @classmethod
@@ -163,7 +277,7 @@ class RunConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown {where} key(s): {', '.join(unknown)}")
-        config = cls(**data)
+        config = cls(**data)  # the recipe fills what `data` does not give
         config.coerce_types()
         return config
 
@@ -180,13 +294,35 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config file {path}: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        return cls.from_dict(data, where=f"config file {path}")
+        return cls.from_dict(_read_yaml(path), where=f"config file {path}")
 
     def dump(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+def _qualified_name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+_dataclass_init = RunConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_with_recipe(self: RunConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass's __init__, then the environment's recipe on the fields not given."""
+    _dataclass_init(self, *args, **kwargs)
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    self.apply_recipe(set(names[:len(args)]) | set(kwargs))
+
+
+RunConfig.__init__ = _init_with_recipe

@@ -1,58 +1,30 @@
-"""Sample-quality metrics for objects that are sequences or vectors: distances (Hamming, edit),
-diversity (mean pairwise distance), novelty (distance to a reference set), top-k rewards and
-the Spearman rank correlation. Distances take integer tensors padded with -1."""
+"""Distances and statistics on objects, shared by environments and evaluation; imports nothing else of the package."""
+
+# Sample quality of objects that are sequences or vectors: diversity (mean pairwise distance),
+# novelty (distance to a reference set), top-k rewards and the Spearman rank correlation.
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-if TYPE_CHECKING:
-    from gflownets.envs.sequences import SequenceEnv
+from gflownets.measures.distances import hamming_matrix
 
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def hamming_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """(Na, Nb) number of positions where rows of a and b differ."""
-    parts = [(a[i:i + chunk, None, :] != b[None, :, :]).sum(dim=-1) for i in range(0, len(a), chunk)]
-    return torch.cat(parts) if parts else torch.zeros(0, len(b), dtype=torch.long)
+class ScoredObjects(Protocol):
+    """What `sequence_sample_metrics` asks of an environment (a `SequenceEnv` has all three)."""
 
+    def scores(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> torch.Tensor: ...
 
-def edit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N,) Levenshtein distance between row i of a and row i of b (tokens >= 0, -1 padding
-    after the end). Vectorised over rows: one dynamic-programming table per pair."""
-    n = a.shape[0]
-    la, lb = (a >= 0).sum(dim=1), (b >= 0).sum(dim=1)
-    wa, wb = a.shape[1], b.shape[1]
-    # row[j] = distance between a[:i] and b[:j]; prefixes past a row's length are never read
-    row = torch.arange(wb + 1).expand(n, -1).clone()
-    answer = torch.where(la == 0, lb, torch.zeros_like(la))
-    for i in range(1, wa + 1):
-        new = torch.empty_like(row)
-        new[:, 0] = i
-        substitute = row[:, :-1] + (a[:, i - 1:i] != b).long()
-        delete = row[:, 1:] + 1
-        best = torch.minimum(substitute, delete)
-        for j in range(1, wb + 1):
-            new[:, j] = torch.minimum(best[:, j - 1], new[:, j - 1] + 1)
-        row = new
-        done = la == i
-        answer = torch.where(done, row.gather(1, lb[:, None]).squeeze(1), answer)
-    return answer
+    def distance_matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor: ...
 
-
-def edit_distance_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """(Na, Nb) Levenshtein distances."""
-    ia, ib = torch.meshgrid(torch.arange(len(a)), torch.arange(len(b)), indexing="ij")
-    ia, ib = ia.flatten(), ib.flatten()
-    out = torch.cat([edit_distance(a[ia[i:i + chunk]], b[ib[i:i + chunk]])
-                     for i in range(0, len(ia), chunk)]) if len(ia) else torch.zeros(0, dtype=torch.long)
-    return out.view(len(a), len(b))
+    def modes_hit(self, objects: torch.Tensor) -> torch.Tensor | None: ...
 
 
 def mean_pairwise_distance(objects: torch.Tensor, distance: DistanceFn = hamming_matrix) -> float:
@@ -89,7 +61,7 @@ def top_k_distinct(objects: torch.Tensor, scores: torch.Tensor, k: int) -> torch
     return first[order[:k]]
 
 
-def sequence_sample_metrics(env: SequenceEnv, objects: torch.Tensor, log_rewards: torch.Tensor,
+def sequence_sample_metrics(env: ScoredObjects, objects: torch.Tensor, log_rewards: torch.Tensor,
                             k: int = 100, reference: torch.Tensor | None = None) -> dict[str, float]:
     """Top-k, diversity, uniqueness, modes and novelty of a batch of sampled sequences:
 

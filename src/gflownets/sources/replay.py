@@ -1,12 +1,19 @@
-"""A replay buffer of finished objects. Trajectories to them are re-drawn backward with the
-current P_B at every use, the same path as offline training, so replay adds no second
-trajectory format and its samples always match the current backward policy."""
+"""Replay: train on the current batch plus objects drawn from a buffer of earlier ones. The buffer
+keeps finished objects only: trajectories to them are re-drawn backward with the current P_B at
+every use, the same path as offline training, so replay adds no second trajectory format and
+its samples always match the current backward policy."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from gflownets.evaluation.diversity import top_k_distinct
+from gflownets.envs.base import DiscreteEnv
+from gflownets.policies.base import Policy
+from gflownets.sampling.trajectories import Trajectories, sample_backward
+from gflownets.measures.diversity import top_k_distinct
+from gflownets.sources.base import BatchSource
 
 
 KEEP = ("recent", "best")
@@ -64,3 +71,29 @@ class ReplayBuffer:
         self.log_rewards[:self.size] = state["log_rewards"]
         self.cursor = state["cursor"]
 
+
+class Replay:
+    """Wraps a source: each batch is the inner batch plus `n_replayed` objects replayed from a
+    `ReplayBuffer` (once it holds any); the inner batch's objects then join the buffer."""
+
+    def __init__(self, inner: BatchSource, env: DiscreteEnv, policy: Policy, buffer: ReplayBuffer,
+                 n_replayed: int):
+        self.inner, self.env, self.policy = inner, env, policy
+        self.buffer, self.n_replayed = buffer, n_replayed
+
+    def sample(self, generator: torch.Generator) -> Trajectories:
+        batch = self.inner.sample(generator)
+        if self.n_replayed and len(self.buffer):
+            objects, log_rewards = self.buffer.sample(self.n_replayed, generator)
+            replayed = sample_backward(self.env, self.policy, objects, generator, log_rewards)
+            self.buffer.add(batch.terminal_states, batch.log_rewards)
+            return Trajectories.cat([batch, replayed])
+        self.buffer.add(batch.terminal_states, batch.log_rewards)
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state["inner"])
+        self.buffer.load_state_dict(state["buffer"])

@@ -1,5 +1,7 @@
-"""Metrics of distributions over DAGs: edge marginals, expected structural Hamming distance to a
-true graph, and the AUROC of the edge marginals as a classifier of the true edges."""
+"""Distances and statistics on objects, shared by environments and evaluation; imports nothing else of the package."""
+
+# Distributions over DAGs: edge marginals, expected structural Hamming distance to a true graph,
+# and the AUROC of the edge marginals as a classifier of the true edges.
 
 from __future__ import annotations
 

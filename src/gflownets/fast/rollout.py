@@ -20,9 +20,10 @@ from torch.nn import functional as F
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
+from gflownets.fast import mlp
+from gflownets.fast.closed_form import KeptRollout
 from gflownets.policies.base import Policy
 from gflownets.policies.distributions import exploration_probs, move_log_probs
-from gflownets.policies.kept import Activations
 from gflownets.sampling.trajectories import PAD, Trajectories
 
 
@@ -33,7 +34,7 @@ class FixedStepRollout(NamedTuple):
     lengths: torch.Tensor
     #: (B, *state_shape) the final states
     last: torch.Tensor
-    #: for `Activations`: the policy's kept activations and the steps' log-probabilities
+    #: with `keep`: the policy's kept activations and the steps' log-probability derivatives
     kept: tuple[torch.Tensor, ...]
     log_probs: tuple[torch.Tensor, ...]
     #: `env.default_log_reward(last)`, when asked for (else None)
@@ -41,29 +42,34 @@ class FixedStepRollout(NamedTuple):
 
 
 def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor, gamma: float = 0.0,
-                        temperature: float = 1.0, default_reward: bool = False) -> FixedStepRollout:
+                        temperature: float = 1.0, default_reward: bool = False,
+                        keep: bool = False) -> FixedStepRollout:
     """Roll out `uniforms.shape[1]` trajectories for `uniforms.shape[0]` steps. `uniforms`
     (T, B, n_actions) are U[0, 1) draws; step t takes argmax(p / E) with E = -log U ~ Exp(1), the
     exponential race of `sample_categorical`: a draw from p. (U = 0, of probability 2^-24, is
     clamped to the smallest float so that E stays finite and an action of probability 0 can
     never win.) After exit a row keeps its state; its actions are PAD.
 
-    Returns the padded batch, and, for `Activations`, what the policy kept of its forward
-    passes (`Policy.rollout_outputs`) and each step's log P_F, log P_B and their derivatives
-    with respect to the logits, all as T * B rows in step-major order (empty tuples when the
-    policy keeps nothing). With `default_reward`, also the environment's own log-reward of the
-    final states: its few small operations are nearly free inside the graph."""
+    Returns the padded batch; with `keep` (an MLP policy, `fast.mlp`), also what closed-form
+    trajectory balance needs (`KeptRollout`): the MLP's activations and the derivatives of each
+    step's log P_F and log P_B with respect to the logits, as T * B rows in step-major order.
+    With `default_reward`, also the environment's own log-reward of the final states: its few
+    small operations are nearly free inside the graph."""
     steps, n, _ = uniforms.shape
     races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
     state_dims = len(env.state_shape)
     states = env.initial_states(n)
-    done = torch.zeros(n, dtype=torch.bool)
+    done = torch.zeros(n, dtype=torch.bool, device=states.device)
     visited, taken, outputs, kept = [], [], [], []
     for t in range(steps):
-        out, kept_now = policy.rollout_outputs(states)
-        outputs.append(out)
-        kept.append(kept_now)
-        probs = exploration_probs(out.forward_logits, env.forward_mask(states), gamma, temperature)
+        if keep:
+            out, kept_now = mlp.forward_keeping(policy, states)
+            outputs.append(out)
+            kept.append(kept_now)
+            forward_logits = out.forward_logits
+        else:
+            forward_logits = policy.forward_logits(states)
+        probs = exploration_probs(forward_logits, env.forward_mask(states), gamma, temperature)
         actions = (probs / races[t]).argmax(dim=-1)
         frozen = done.view(n, *[1] * state_dims)
         visited.append(torch.where(frozen, PAD, states))
@@ -75,7 +81,7 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
     actions = torch.stack(taken, dim=1)
     lengths = torch.where(done, (actions != PAD).sum(dim=1), 0)
     kept_rows = log_probs = ()
-    if kept[0]:
+    if keep:
         # step-major rows; torch.cat, not stack along dim 1, lets each step write its own block
         kept_rows = tuple(torch.cat(per_step) for per_step in zip(*kept))
         log_probs = _log_probs_and_derivatives(env, outputs, visited, taken)
@@ -85,10 +91,10 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
 
 def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[torch.Tensor],
                                taken: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """For `Activations`: every step's log P_F and log P_B (`move_log_probs`) and, by autodiff,
-    their derivatives with respect to its own row of forward and backward logits (T * B rows,
+    """For `KeptRollout`: by autodiff of every step's log P_F and log P_B (`move_log_probs`), their
+    derivatives with respect to its own row of forward and backward logits (T * B rows,
     step-major; rows past a trajectory's end are zero); which rows are steps; and each
-    trajectory's sum of log P_F - log P_B, all that trajectory balance needs."""
+    trajectory's sum of log P_F - log P_B: all that trajectory balance needs."""
     n = taken[0].shape[0]
     forward_logits = torch.cat([out.forward_logits for out in outputs])
     backward_logits = torch.cat([out.backward_logits for out in outputs])
@@ -98,7 +104,7 @@ def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[to
     actions = taken.clamp(min=0)
     # the move into s_t is a_{t-1}; s_0 has none (any index will do: it is masked to 0)
     previous = F.pad(taken[:-n], (n, 0)).clamp(0, env.n_actions - 2)
-    first = torch.arange(len(actions)) < n
+    first = torch.arange(len(actions), device=actions.device) < n
 
     def log_probs(f: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_pf, log_pb = move_log_probs(env, f, b, states, actions, previous, first)
@@ -111,28 +117,36 @@ def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[to
     d_log_pf = vjp((ones, zeros))[0]
     d_log_pb = vjp((zeros, ones))[1]
     log_ratio_sums = (log_pf - log_pb).view(-1, n).sum(dim=0)
-    return log_pf, log_pb, d_log_pf, d_log_pb, valid, log_ratio_sums
+    return d_log_pf, d_log_pb, valid, log_ratio_sums
 
 
 class CompiledSampler:
-    """`sample_forward` for training, as one compiled graph per batch size. Same distribution,
-    another random stream: it draws all of a batch's uniforms from the generator in one call.
-    The batches carry the policy's kept activations (`Trajectories.activations`), which the
-    objectives reuse while the weights stay as they were. (Optimizers that write the weights
-    without autograd knowing, as `torch.optim.Adam(fused=True)` does, must be followed by
-    `torch.autograd.graph.increment_version` on the parameters, as the Trainer does.)"""
+    """On-policy batches of `batch_size` trajectories (a batch source, like `sources.OnPolicy`)
+    from one compiled graph. Same distribution as `sample_forward`, another random stream: it
+    draws all of a batch's uniforms from the generator in one call. With `keep`, the rollout also
+    keeps what closed-form trajectory balance needs, for the batch it has just made only
+    (`last_kept`); nothing else reads it, so it is kept only where that gradient is used."""
 
-    def __init__(self, env: DiscreteEnv, policy: Policy, gamma: float = 0.0, temperature: float = 1.0):
+    def __init__(self, env: DiscreteEnv, policy: Policy, batch_size: int = 16, gamma: float = 0.0,
+                 temperature: float = 1.0, keep: bool = False, observe=None):
         if not env.compilable:
             raise ConfigError(f"compile: {env.name} does not declare a step that compiles into one "
                               "graph (DiscreteEnv.compilable); train it without --compile")
+        if keep and not mlp.supports(policy):
+            raise ValueError(f"keep: {type(policy).__name__} has no kept forward pass (fast.mlp)")
         self.env = env
         self.policy = policy
+        self.batch_size = batch_size
+        self.keep = keep
+        self.observe = observe
+        #: the last batch and, with `keep`, what its rollout kept (`KeptRollout`)
+        self.last_batch: Trajectories | None = None
+        self.last_kept: KeptRollout | None = None
         # the environment's own reward is computed in the graph; a user's reward function is
         # arbitrary Python, so it is called on the final states afterwards
         default_reward = env.reward_fn is None and env.log_reward_fn is None
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature,
-                                    default_reward=default_reward)
+                                    default_reward=default_reward, keep=keep)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python.
         # isolate_recompiles: every sampler compiles the same function (with other constants:
         # environment, exploration, temperature), and dynamo's recompile limit (8) would count
@@ -144,15 +158,19 @@ class CompiledSampler:
 
     def uniforms(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         # (six times cheaper than drawing exponentials with the generator: they are made in the graph)
-        return torch.rand(self.env.max_steps, n, self.env.n_actions, generator=generator)
+        device = generator.device if generator is not None else None
+        return torch.rand(self.env.max_steps, n, self.env.n_actions, generator=generator, device=device)
 
-    def warm_up(self, n: int) -> float:
-        """Compile for batch size n now, on throwaway random numbers (the run's generator is not
-        touched, so a warmed-up run samples exactly as a cold one); returns the seconds it took."""
+    def warm_up(self, n: int | None = None) -> float:
+        """Compile for batch size n (default: `batch_size`) now, on throwaway random numbers (the
+        run's generator is not touched, so a warmed-up run samples exactly as a cold one);
+        returns the seconds it took."""
+        n = self.batch_size if n is None else n
         started = time.perf_counter()
         try:
             with torch.no_grad():
-                self._rollout(self.uniforms(n, torch.Generator().manual_seed(0)))
+                device = self.env.initial_state.device
+                self._rollout(self.uniforms(n, torch.Generator(device=device).manual_seed(0)))
         except Exception as err:  # noqa: BLE001 - whatever failed, the remedy is the same
             cause = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
             raise ConfigError(f"compile: torch.compile could not build the {self.env.name} rollout "
@@ -164,10 +182,23 @@ class CompiledSampler:
         return seconds
 
     @torch.no_grad()
-    def __call__(self, n: int, generator: torch.Generator | None = None) -> Trajectories:
-        rollout = self._rollout(self.uniforms(n, generator))
+    def sample(self, generator: torch.Generator | None = None, n: int | None = None) -> Trajectories:
+        rollout = self._rollout(self.uniforms(self.batch_size if n is None else n, generator))
         if not bool(rollout.lengths.all()):
             raise RuntimeError(f"{self.env.name}: a trajectory did not exit within max_steps={self.env.max_steps}")
         log_rewards = self.env.log_reward(rollout.last, default=rollout.default_log_rewards)
-        return Trajectories(rollout.states, rollout.actions, rollout.lengths, log_rewards,
-                            Activations.of(self.policy, rollout.kept, rollout.log_probs))
+        batch = Trajectories(rollout.states, rollout.actions, rollout.lengths, log_rewards)
+        self.last_batch = batch
+        self.last_kept = KeptRollout(rollout.kept, *rollout.log_probs) if self.keep else None
+        if self.observe is not None:
+            self.observe(rollout.last)
+        return batch
+
+    def __call__(self, n: int | None = None, generator: torch.Generator | None = None) -> Trajectories:
+        return self.sample(generator, n)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

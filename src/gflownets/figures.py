@@ -1,0 +1,112 @@
+"""Drawing primitives on plain arrays (matplotlib and numpy only; imports nothing else of the
+package), so that environments can draw their own figures: `plot_matrices` (heatmaps of square
+matrices), `plot_distribution_scatter` (learned vs target probabilities), and for 2-D grids
+`plot_grid_distributions` (side-by-side heatmaps) and `plot_grid_policy` (policies as arrows).
+Every function writes one PNG file and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_distribution_scatter(learned: np.ndarray, target: np.ndarray, out: Path) -> Path:
+    """Learned against target probability of each object, on log axes, with the diagonal."""
+    learned, target = np.asarray(learned), np.asarray(target)
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.scatter(target, learned, s=8, alpha=0.6)
+    low = max(min(target.min(), learned.min()), 1e-12)
+    high = max(target.max(), learned.max())
+    ax.plot([low, high], [low, high], color="gray", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="target R(x)/Z", ylabel="learned P(x)",
+           title=f"{len(target)} objects, exact L1 = {np.abs(learned - target).sum():.4f}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_matrices(panels: list[tuple[str, np.ndarray]], labels: list[str], out: Path) -> Path:
+    """Side-by-side heatmaps of square matrices in [0, 1] (e.g. edge marginals P(i -> j)):
+    rows are sources, columns targets, each cell annotated with its value."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 4.0), squeeze=False,
+                             layout="constrained")
+    n = len(labels)
+    for ax, (title, matrix) in zip(axes[0], panels):
+        im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+        ax.set(title=title, xticks=range(n), yticks=range(n), xlabel="to", ylabel="from")
+        ax.set_xticklabels(labels, rotation=90 if n > 8 else 0, fontsize=8)
+        ax.set_yticklabels(labels, fontsize=8)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if matrix[i, j] > 0.6 else "black")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _grid_image(coords: np.ndarray, values: np.ndarray, height: int) -> np.ndarray:
+    """(height, height) image holding values[k] at cell coords[k] = (x0, x1) (x0 across)."""
+    image = np.zeros((height, height))
+    image[coords[:, 1], coords[:, 0]] = values
+    return image
+
+
+def plot_grid_distributions(coords: np.ndarray, learned: np.ndarray, target: np.ndarray, out: Path,
+                            height: int | None = None) -> Path:
+    """Target and learned distributions over the cells of a 2-D grid, as two heatmaps.
+
+    coords: (N, 2) integer cell coordinates (x0, x1); learned, target: (N,) probabilities of
+    those cells; height: side of the grid (default: the largest coordinate + 1)."""
+    coords = np.asarray(coords, dtype=np.int64)
+    learned, target = np.asarray(learned), np.asarray(target)
+    height = int(coords.max()) + 1 if height is None else int(height)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    vmax = max(learned.max(), target.max())
+    for ax, values, title in ((axes[0], target, "target R(x)/Z"), (axes[1], learned, "learned P(x)")):
+        im = ax.imshow(_grid_image(coords, values, height), origin="lower", cmap="viridis", vmin=0, vmax=vmax)
+        ax.set(title=title, xlabel="x0", ylabel="x1")
+    fig.suptitle(f"exact L1 = {np.abs(learned - target).sum():.4f}")
+    fig.colorbar(im, ax=axes, shrink=0.85)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_grid_policy(coords: np.ndarray, forward: np.ndarray, backward: np.ndarray, out: Path,
+                     height: int | None = None) -> Path:
+    """Forward and backward policies on a 2-D grid, drawn as in the tutorial: arrow length =
+    probability of each move, dot size = exit probability.
+
+    coords: (N, 2) integer cell coordinates (x0, x1); forward: (N, 3) probabilities of
+    "x0 + 1", "x1 + 1" and exit in each cell; backward: (N, 2) probabilities of "x0 - 1" and
+    "x1 - 1" (zeros where a move is not allowed); height: side of the grid (default: the
+    largest coordinate + 1)."""
+    xy = np.asarray(coords)
+    pf, pb = np.asarray(forward), np.asarray(backward)
+    height = int(xy.max()) + 1 if height is None else int(height)
+    zero = np.zeros(len(xy))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    kw = dict(angles="xy", scale_units="xy", scale=2.2, width=0.006)
+    axes[0].quiver(xy[:, 0], xy[:, 1], pf[:, 0], zero, color="tab:blue", **kw)
+    axes[0].quiver(xy[:, 0], xy[:, 1], zero, pf[:, 1], color="tab:blue", **kw)
+    axes[0].scatter(xy[:, 0], xy[:, 1], s=120 * pf[:, 2], color="tab:red", label="exit")
+    axes[0].set(title="forward policy P_F")
+    axes[0].legend(loc="upper left", fontsize=8)
+    axes[1].quiver(xy[:, 0], xy[:, 1], -pb[:, 0], zero, color="tab:green", **kw)
+    axes[1].quiver(xy[:, 0], xy[:, 1], zero, -pb[:, 1], color="tab:green", **kw)
+    axes[1].set(title="backward policy P_B")
+    for ax in axes:
+        ax.set(xlim=(-0.8, height - 0.2), ylim=(-0.8, height - 0.2), xlabel="x0", ylabel="x1", aspect="equal")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,88 @@
+"""Names of things a run can be built from: environments (built-in, registered by installed
+packages under the entry-point group `gflownets.environments`, or any class as "module:Class")
+and reward functions ("module:function"). Specs are imported with the working directory on the
+path, so a file next to the user's command line is found as it would be by `python -m`."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from importlib.metadata import entry_points
+from typing import Any
+
+from gflownets.envs import ENVIRONMENTS, DiscreteEnv
+from gflownets.errors import ConfigError
+
+#: the entry-point group under which other packages register environment classes
+ENTRY_POINT_GROUP = "gflownets.environments"
+
+
+def load_object(spec: str, what: str) -> Any:
+    """The object named by "module:attribute" (dots allowed in both parts)."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError(f"{what} {spec!r}: expected module:name, e.g. my_rewards:score")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"{what} {spec!r}: cannot import module {module_name!r} ({err})") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ConfigError(f"{what} {spec!r}: module {module_name!r} has no {attribute!r}")
+        target = getattr(target, part)
+    return target
+
+
+def spec_of(obj: Any) -> str | None:
+    """"module:qualname" when that names `obj` again from another process, else None (a lambda,
+    a closure, something defined in __main__ or a notebook)."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    try:
+        found = load_object(f"{module}:{qualname}", "object")
+    except ConfigError:
+        return None
+    return f"{module}:{qualname}" if found is obj else None
+
+
+def registered_environments() -> dict[str, type[DiscreteEnv]]:
+    """Built-in environments, then those of installed packages' entry points (by their names)."""
+    found = dict(ENVIRONMENTS)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in found:
+            found[entry.name] = entry
+    return found
+
+
+def environment_class(name: str) -> type[DiscreteEnv]:
+    """The environment class for a registered name or a "module:Class" spec."""
+    if ":" in name:
+        cls = load_object(name, "environment")
+    else:
+        known = registered_environments()
+        if name not in known:
+            raise ConfigError(f"unknown environment {name!r}; choose from {sorted(known)} "
+                              "or name a class as module:Class")
+        cls = known[name]
+        if not isinstance(cls, type):  # an entry point, loaded only when used
+            try:
+                cls = cls.load()
+            except Exception as err:  # noqa: BLE001 - a broken plug-in gets one clear line
+                raise ConfigError(f"environment {name!r} (entry point {cls.value}) failed to load: {err}") from None
+    if not (isinstance(cls, type) and issubclass(cls, DiscreteEnv)):
+        raise ConfigError(f"environment {name!r} is not a gflownets.envs.DiscreteEnv subclass")
+    return cls
+
+
+def environment_name(env: DiscreteEnv) -> str:
+    """What a config records for an environment instance: its registered name where that names
+    its class, else "module:Class" (or its bare name when the class cannot be imported)."""
+    cls = type(env)
+    known = registered_environments()
+    if known.get(env.name) is cls or (not isinstance(known.get(env.name, cls), type)):
+        return env.name
+    return spec_of(cls) or env.name

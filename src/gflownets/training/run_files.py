@@ -1,0 +1,79 @@
+"""The files of a run folder: config.yaml, metrics.jsonl, checkpoint.pt, summary.json, plots/.
+Every write is atomic (a crash leaves the old file or the new one), and checkpoints hold plain
+tensors and data only: they load with `weights_only=True`, so a run folder someone else made
+cannot execute code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gflownets.errors import CheckpointError
+from gflownets.training.io import atomic_torch_save, atomic_write_json, atomic_write_text
+
+#: bumped whenever the checkpoint layout changes; older ones are refused with a clear error
+CHECKPOINT_FORMAT = 2
+
+
+class RunFiles:
+    """One run folder. `metrics` is open for appending between `start` and `close`."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._metrics = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+    @property
+    def plots(self) -> Path:
+        return self.folder / "plots"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.folder / "metrics.jsonl"
+
+    def start(self, config_yaml: str, step: int) -> None:
+        """Write config.yaml and open metrics.jsonl for appending, without its lines past `step`
+        (so a resumed run's log equals an uninterrupted one's)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.folder / "config.yaml", config_yaml)
+        if self.metrics_path.exists():
+            kept = [line for line in self.metrics_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= step]
+            atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+        self._metrics = open(self.metrics_path, "a")
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self._metrics is not None:
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(self.checkpoint_path, {"format": CHECKPOINT_FORMAT, **state})
+
+    def save_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.folder / "summary.json", summary)
+
+
+def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, as plain tensors and data on `device` (never unpickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear error
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a gflownets checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
