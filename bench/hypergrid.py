@@ -3,6 +3,10 @@ same settings, runs interleaved (ours, peer1, peer2, ours, ...) so machine load 
 
     python bench/hypergrid.py [--dims 2 4] [--height 8] [--iters 2000] [--seeds 0 1 2]
                               [--ours eager compiled] [--peers torchgfn gfnx] [--quick]
+                              [--baseline DIR]
+
+`--baseline DIR` also runs our trainer from another checkout (say `git worktree add DIR REV`),
+interleaved with this one, as `baseline` / `baseline-compiled`: a before/after A/B in one run.
 
 Ours runs twice by default: the eager default (`ours`) and with `--compile` (`ours-compiled`,
 the rollout as one torch.compile graph). Compilation happens before the training clock starts
@@ -67,14 +71,15 @@ def peer_python(name: str) -> str | None:
 OURS = {"ours": [], "ours-compiled": ["--compile"]}
 
 
-def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: list[str]) -> dict:
+def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: list[str],
+             root: Path = ROOT) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", OUR_LAUNCHER, "train", "hypergrid", "--ndim", str(dim),
                "--height", str(height), "--iters", str(iters), "--batch-size", "16", "--hidden", "256",
                "--layers", "2", "--lr", "1e-3", "--lr-logz", "0.1", "--objective", "tb",
                "--seed", str(seed), "--eval-every", "0", "--final-samples", str(samples),
                "--quiet", "--out", tmp, *flags]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {**os.environ, "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="which of our trainers to run: the eager default and/or --compile")
     parser.add_argument("--peers", nargs="*", default=["torchgfn", "gfnx"], choices=sorted(PEERS))
     parser.add_argument("--quick", action="store_true", help="200 iterations, seed 0, 20k samples")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout of this repository to run too, interleaved (A/B)")
     parser.add_argument("--out", default=str(BENCH / "results" / "hypergrid.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -124,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     pythons = {name: peer_python(name) for name in args.peers}
     ours = [{"eager": "ours", "compiled": "ours-compiled"}[o] for o in args.ours]
-    systems = ours + [name for name in args.peers if pythons[name]]
+    baselines = {}
+    if args.baseline is not None:
+        baselines = {name.replace("ours", "baseline"): OURS[name] for name in ours}
+    systems = ours + list(baselines) + [name for name in args.peers if pythons[name]]
     runs = []
     for dim in args.dims:
         for seed in args.seeds:
@@ -132,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if system in OURS:
                         result = run_ours(dim, args.height, args.iters, seed, args.samples, OURS[system])
+                    elif system in baselines:
+                        result = run_ours(dim, args.height, args.iters, seed, args.samples, baselines[system],
+                                          root=args.baseline.resolve())
                     else:
                         result = run_peer(system, pythons[system], dim, args.height, args.iters, seed, args.samples)
                 except (RuntimeError, ValueError, IndexError) as error:
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"ndim": dim, "system": system, "n": len(sel)}
             for key in ("iters_per_s", "trajectories_per_s", "peak_rss_mb", "l1_samples", "compile_seconds"):
                 row[key] = mean_std([r.get(key) for r in sel])
-            peer = system not in OURS
+            peer = system not in OURS and system not in baselines
             for o in ours:
                 row[f"{o}_over_peer_iters_per_s"] = rates[o] / row["iters_per_s"][0] if peer else None
             summary.append(row)

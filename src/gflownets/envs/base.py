@@ -38,6 +38,12 @@ from gflownets.errors import ActionError, ConfigError, DataError, GFlowNetError,
 RewardFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+def draw_device(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:
+    """Where a random draw goes: the generator's device (a generator draws on its own device
+    only), else the device of `like` (the tensor the draw will be combined with)."""
+    return generator.device if generator is not None else like.device
+
+
 @dataclasses.dataclass
 class EnvConfig:
     """Base of every environment's configuration; fields become CLI options and YAML keys."""
@@ -84,7 +90,8 @@ class DiscreteEnv(abc.ABC):
         """`config`: an instance of the class's `Config`; or none, and its fields as keyword
         `options` (`Hypergrid(ndim=2, height=4)`). `reward_fn` returns rewards,
         `log_reward_fn` log-rewards, for a batch of objects (as `objects_to_rows` describes
-        them). Zero rewards are an error unless `reward_floor` > 0, which clamps every reward
+        them), which it receives as a CPU LongTensor whatever the environment's device; what it
+        returns (a tensor on any device, an array, a list) is moved to the states' device. Zero rewards are an error unless `reward_floor` > 0, which clamps every reward
         from below. Then `setup(config)` builds the environment."""
         config = self._make_config(config, options)
         config.validate()
@@ -161,7 +168,7 @@ class DiscreteEnv(abc.ABC):
     def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
         """Inverse of `objects_to_rows`; raise DataError naming the row (1 = first), the column
         and the value of anything invalid. Default: rows of `len(object_columns)` entries, each
-        in `value_range` (when set), reshaped to `state_shape`."""
+        in `value_range` (when set), reshaped to `state_shape`. The states are on `self.device`."""
         rows = np.asarray(rows)
         columns = self.object_columns
         if rows.ndim != 2 or rows.shape[1] != len(columns):
@@ -175,7 +182,7 @@ class DiscreteEnv(abc.ABC):
                 r, c = np.argwhere(bad)[0]
                 raise DataError(f"row {r + 1}: value {rows[r, c]} in column {columns[c]} is outside "
                                 f"[{low}, {high}]")
-        return torch.from_numpy(rows.astype(np.int64)).reshape(len(rows), *self.state_shape)
+        return torch.as_tensor(rows.astype(np.int64), device=self.device).reshape(len(rows), *self.state_shape)
 
     # ----------------------------------------------------------------- provided
     @property
@@ -183,7 +190,8 @@ class DiscreteEnv(abc.ABC):
         return self.n_actions - 1
 
     def initial_states(self, batch_size: int) -> torch.Tensor:
-        return self.initial_state.expand(batch_size, *self.state_shape).clone()
+        """`batch_size` copies of s0, on `self.device` (also where an `initial_state` is not)."""
+        return self.initial_state.to(self.device).expand(batch_size, *self.state_shape).clone()
 
     def is_initial(self, states: torch.Tensor) -> torch.Tensor:
         return ~self.backward_mask(states).any(dim=-1)
@@ -260,7 +268,8 @@ class DiscreteEnv(abc.ABC):
         return log_r
 
     def _objects_for_user(self, states: torch.Tensor) -> torch.Tensor:
-        """What a user's reward function receives: the object rows as a LongTensor."""
+        """What a user's reward function receives: the object rows as a CPU LongTensor, on every
+        device (a user's function is arbitrary Python; `_call_user` moves its result back)."""
         return torch.from_numpy(self.objects_to_rows(states))
 
     def _call_user(self, fn: RewardFn, states: torch.Tensor, what: str) -> torch.Tensor:
@@ -268,7 +277,7 @@ class DiscreteEnv(abc.ABC):
         object it fails on (found by bisection; else the first few of the batch) and the error."""
         objects = self._objects_for_user(states)
         try:
-            return torch.as_tensor(fn(objects))
+            return torch.as_tensor(fn(objects), device=states.device)
         except GFlowNetError:
             raise
         except Exception as error:  # noqa: BLE001 - any failure of user code is reported as a RewardError
@@ -314,7 +323,7 @@ class DiscreteEnv(abc.ABC):
                               f"first: {', '.join(f'{r} -> {v}' for r, v in zip(rows, shown))}")
 
     def _check_actions(self, states, actions, mask, direction: str) -> None:
-        actions = torch.as_tensor(actions)
+        actions = torch.as_tensor(actions, device=states.device)
         in_range = (actions >= 0) & (actions < mask.shape[1])
         allowed = in_range.clone()
         allowed[in_range] = mask[in_range].gather(1, actions[in_range, None]).squeeze(1)
@@ -371,14 +380,14 @@ class DiscreteEnv(abc.ABC):
         still not finite counts as 0."""
         n = states.shape[0]
         if self.reward_fn is not None or self.log_reward_fn is not None or n == 0:
-            return torch.zeros(n, dtype=torch.float64)
+            return torch.zeros(n, dtype=torch.float64, device=states.device)
         defined = self.is_terminal(states) | (states.reshape(n, -1) >= 0).all(dim=1)
-        log_r = torch.zeros(n, dtype=torch.float64)
+        log_r = torch.zeros(n, dtype=torch.float64, device=states.device)
         if defined.any():  # the default reward never sees the rows it is not defined on
             log_r[defined] = self.default_log_reward(states[defined]).to(torch.float64).reshape(-1)
         if self.reward_floor > 0:
             log_r = log_r.clamp(min=float(np.log(self.reward_floor)))
-        return torch.where(log_r.isfinite(), log_r, torch.zeros((), dtype=torch.float64))
+        return torch.where(log_r.isfinite(), log_r, torch.zeros((), dtype=torch.float64, device=log_r.device))
 
     def log_reward_change(self, states: torch.Tensor, actions: torch.Tensor,
                           children: torch.Tensor) -> torch.Tensor:
@@ -391,7 +400,7 @@ class DiscreteEnv(abc.ABC):
     def enumerate_states(self) -> torch.Tensor:
         """Every state reachable from s0, by breadth-first search with `_step` (cached).
         Environments with a closed form override `_enumerate`; one that refuses (too many
-        states) raises TooManyStates."""
+        states) raises TooManyStates. The states are on `self.device`."""
         if self._enumeration is None:
             self._enumeration = self._enumerate()
         return self._enumeration
@@ -400,7 +409,7 @@ class DiscreteEnv(abc.ABC):
         from gflownets.envs.indexing import _row_keys
 
         frontier = self.initial_states(1)
-        seen = {_row_keys(frontier.numpy())[0].tobytes()}
+        seen = {_row_keys(frontier.cpu().numpy())[0].tobytes()}
         found = [frontier]
         total = 1
         while len(frontier):
@@ -408,9 +417,9 @@ class DiscreteEnv(abc.ABC):
             rows, actions = mask.nonzero(as_tuple=True)
             children = self._step(frontier[rows], actions)
             children = torch.unique(children, dim=0)
-            keys = _row_keys(children.numpy())
+            keys = _row_keys(children.cpu().numpy())
             new = np.array([k.tobytes() not in seen for k in keys], dtype=bool)
-            frontier = children[torch.from_numpy(new)]
+            frontier = children[torch.as_tensor(new, device=children.device)]
             seen.update(k.tobytes() for k in keys[new])
             found.append(frontier)
             total += len(frontier)

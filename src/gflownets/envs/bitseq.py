@@ -123,14 +123,16 @@ class BitSeq(SequenceEnv):
 
     def test_set(self, n: int, seed: int = 0) -> torch.Tensor:
         """n held-out sequences spread over all reward levels, as the paper's test set: a random
-        mode with a uniformly random number (1 to n_bits) of distinct bits flipped."""
+        mode with a uniformly random number (1 to n_bits) of distinct bits flipped. Drawn on
+        the CPU (the same set on every device), returned on `self.device`."""
         gen = torch.Generator().manual_seed(seed)
-        bits = self.modes[torch.randint(len(self.modes), (n,), generator=gen)].clone()
-        flips = torch.randint(1, self.n_bits + 1, (n,), generator=gen)
-        order = torch.rand(n, self.n_bits, generator=gen).argsort(dim=1)
+        cpu = torch.device("cpu")
+        bits = self.modes.cpu()[torch.randint(len(self.modes), (n,), generator=gen, device=cpu)].clone()
+        flips = torch.randint(1, self.n_bits + 1, (n,), generator=gen, device=cpu)
+        order = torch.rand(n, self.n_bits, generator=gen, device=cpu).argsort(dim=1)
         flip = torch.zeros_like(bits, dtype=torch.bool)
-        flip.scatter_(1, order, torch.arange(self.n_bits).expand(n, -1) < flips[:, None])
-        return self.from_bits(bits ^ flip.long())
+        flip.scatter_(1, order, torch.arange(self.n_bits, device=cpu).expand(n, -1) < flips[:, None])
+        return self.from_bits((bits ^ flip.long()).to(self.device))
 
     # ------------------------------------------------------------------ objects
     @property
@@ -141,7 +143,7 @@ class BitSeq(SequenceEnv):
         """A finished sequence as its n bits."""
         if (states < 0).any():
             raise ValueError("objects_to_rows takes full-length bit sequences only")
-        return self.to_bits(states.cpu()).numpy().astype(np.int64)
+        return self.to_bits(states).cpu().numpy().astype(np.int64)
 
     def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
         rows = np.asarray(rows)
@@ -151,4 +153,4 @@ class BitSeq(SequenceEnv):
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise DataError(f"row {r + 1}: bit {rows[r, c]} in column b{c} is not 0 or 1")
-        return self.from_bits(torch.from_numpy(rows.astype(np.int64)))
+        return self.from_bits(torch.as_tensor(rows.astype(np.int64), device=self.device))

@@ -148,14 +148,14 @@ class DAG(DiscreteEnv):
     # ------------------------------------------------------------------ interface
     @property
     def initial_state(self) -> torch.Tensor:
-        return torch.zeros(2 * self.d * self.d, dtype=torch.long)
+        return torch.zeros(2 * self.d * self.d, dtype=torch.long, device=self.device)
 
     def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
         a, c = self.adjacency(states).bool(), self.closure(states).bool()
         allowed = ~a & ~c.transpose(1, 2) & self._off_diagonal
         if self.max_parents < self.d - 1:
             allowed &= (a.sum(dim=1) < self.max_parents)[:, None, :]
-        exit_ = torch.ones(states.shape[0], 1, dtype=torch.bool)
+        exit_ = torch.ones(states.shape[0], 1, dtype=torch.bool, device=states.device)
         return torch.cat([allowed.flatten(1), exit_], dim=1)
 
     def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
@@ -163,7 +163,7 @@ class DAG(DiscreteEnv):
 
     def _step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         d = self.d
-        rows = torch.arange(states.shape[0])
+        rows = torch.arange(states.shape[0], device=states.device)
         src, dst = actions // d, actions % d
         a, c = self.adjacency(states).clone(), self.closure(states)
         a[rows, src, dst] = 1
@@ -177,7 +177,7 @@ class DAG(DiscreteEnv):
 
     def _backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         a = self.adjacency(states).clone()
-        a[torch.arange(states.shape[0]), actions // self.d, actions % self.d] = 0
+        a[torch.arange(states.shape[0], device=states.device), actions // self.d, actions % self.d] = 0
         return self.states_from_adjacency(a)
 
     def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
@@ -226,8 +226,8 @@ class DAG(DiscreteEnv):
         if bad.any():
             r, col = np.argwhere(bad)[0]
             raise DataError(f"row {r + 1}: edge {self.object_columns[col]} is {rows[r, col]}, not 0 or 1")
-        a = torch.zeros(len(rows), self.d, self.d, dtype=torch.long)
-        a[:, self._off_diagonal] = torch.from_numpy(rows.astype(np.int64))
+        a = torch.zeros(len(rows), self.d, self.d, dtype=torch.long, device=self.device)
+        a[:, self._off_diagonal] = torch.as_tensor(rows.astype(np.int64), device=self.device)
         states = self.states_from_adjacency(a)
         cyclic = self.closure(states).diagonal(dim1=1, dim2=2).any(dim=1)
         if cyclic.any():
@@ -256,7 +256,7 @@ class DAG(DiscreteEnv):
         `graph`: the StateGraph of this environment."""
         adjacency = self.adjacency(graph.terminal_states)
         error = np.abs(edge_marginals(adjacency, learned) - edge_marginals(adjacency, graph.target))
-        out = {"edge_marginal_mae": float(error[self._off_diagonal.numpy()].mean())}
+        out = {"edge_marginal_mae": float(error[self._off_diagonal.cpu().numpy()].mean())}
         out.update(self._graph_metrics(adjacency, learned))
         out.update({f"{k}_posterior": v for k, v in self._graph_metrics(adjacency, graph.target).items()})
         return out
@@ -275,7 +275,7 @@ class DAG(DiscreteEnv):
             learned = graph.terminal_distribution(run.eval_policy)
             panels.append(("learned P(i -> j)", edge_marginals(adjacency, learned)))
         else:
-            generator = torch.Generator().manual_seed(run.config.seed)
+            generator = torch.Generator(device=self.device).manual_seed(run.config.seed)
             objects = run.sample_objects(2000, generator)
             panels.append(("learned P(i -> j), 2000 samples", edge_marginals(self.adjacency(objects))))
         if self.true_graph is not None:

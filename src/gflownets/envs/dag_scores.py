@@ -41,7 +41,7 @@ from gflownets.errors import ConfigError
 def parent_masks(adjacency: torch.Tensor) -> torch.Tensor:
     """(B, d) int64 bitmask of each node's parents, from (B, d, d) adjacency (A[i, j] = edge i -> j)."""
     d = adjacency.shape[-1]
-    weights = (2 ** torch.arange(d, dtype=torch.int64))
+    weights = (2 ** torch.arange(d, dtype=torch.int64, device=adjacency.device))
     return (adjacency.to(torch.int64) * weights[:, None]).sum(dim=-2)
 
 
@@ -75,18 +75,20 @@ class LocalScore:
         return values[inverse].reshape(keys.shape)
 
     def score(self, adjacency: torch.Tensor) -> torch.Tensor:
-        """(B,) float64 log p(D | G) of (B, d, d) adjacency matrices."""
-        masks = parent_masks(adjacency).numpy()
+        """(B,) float64 log p(D | G) of (B, d, d) adjacency matrices (computed on the CPU,
+        returned on the adjacency's device)."""
+        masks = parent_masks(adjacency).cpu().numpy()
         nodes = np.broadcast_to(np.arange(self.d), masks.shape)
-        return torch.from_numpy(self.local_table(nodes, masks).sum(axis=1))
+        return torch.as_tensor(self.local_table(nodes, masks).sum(axis=1), device=adjacency.device)
 
     def delta(self, adjacency: torch.Tensor, sources: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(B,) change of log p(D | G) when the edge sources -> targets is added to each graph."""
         masks = parent_masks(adjacency).gather(1, targets[:, None]).squeeze(1)
-        before = masks.numpy()
-        after = (masks | (1 << sources)).numpy()
-        nodes = targets.numpy()
-        return torch.from_numpy(self.local_table(nodes, after) - self.local_table(nodes, before))
+        before = masks.cpu().numpy()
+        after = (masks | (1 << sources)).cpu().numpy()
+        nodes = targets.cpu().numpy()
+        return torch.as_tensor(self.local_table(nodes, after) - self.local_table(nodes, before),
+                               device=adjacency.device)
 
 
 class BGeScore(LocalScore):

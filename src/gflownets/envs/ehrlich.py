@@ -67,6 +67,18 @@ class EhrlichFunction:
         #: (c, k) offsets of each motif's elements from its start
         self.offsets = torch.stack(spacings)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the oracle's tables live (`to`); it evaluates sequences there."""
+        return self.transition_matrix.device
+
+    def to(self, device: str | torch.device) -> EhrlichFunction:
+        """Move the oracle's tables to `device`, in place; returns self."""
+        for key, value in list(vars(self).items()):
+            if isinstance(value, torch.Tensor):
+                setattr(self, key, value.to(device))
+        return self
+
     # ------------------------------------------------------------------ construction
     def _transition_matrix(self, gen: torch.Generator) -> torch.Tensor:
         v = self.num_states
@@ -98,12 +110,15 @@ class EhrlichFunction:
 
     def sample_chain(self, initial: torch.Tensor, steps: int, n: int,
                      gen: torch.Generator | None = None) -> torch.Tensor:
-        """(n, steps) sequences of the Markov chain (feasible by construction)."""
-        out = torch.zeros(n, steps, dtype=torch.long)
+        """(n, steps) sequences of the Markov chain (feasible by construction), drawn on the
+        generator's device (else the oracle's), returned on the oracle's device."""
+        device = gen.device if gen is not None else self.device
+        matrix, initial = self.transition_matrix.to(device), initial.to(device)
+        out = torch.zeros(n, steps, dtype=torch.long, device=device)
         out[:, 0] = torch.multinomial(initial, n, replacement=True, generator=gen)
         for t in range(1, steps):
-            out[:, t] = torch.multinomial(self.transition_matrix[out[:, t - 1]], 1, generator=gen).squeeze(-1)
-        return out
+            out[:, t] = torch.multinomial(matrix[out[:, t - 1]], 1, generator=gen).squeeze(-1)
+        return out.to(self.device)
 
     # ------------------------------------------------------------------ evaluation
     def feasible(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +127,7 @@ class EhrlichFunction:
     def motif_presence(self, x: torch.Tensor) -> torch.Tensor:
         """(B, c) quantised fraction h_i(x) of each motif present at its best position."""
         k = self.motif_length
-        starts = torch.arange(self.dim)
+        starts = torch.arange(self.dim, device=self.offsets.device)
         index = starts[None, :, None] + self.offsets[:, None, :]  # (c, P, k)
         fits = index[:, :, -1] < self.dim  # (c, P): the motif's own span fits from this start
         gathered = x[:, index.clamp(max=self.dim - 1)]  # (B, c, P, k)
@@ -122,8 +137,9 @@ class EhrlichFunction:
         return quantised.max(dim=-1).values
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,) float64 values in [0, 1]; 0 for infeasible sequences."""
-        x = torch.as_tensor(x).long()
+        """(B,) float64 values in [0, 1]; 0 for infeasible sequences. Evaluated on the oracle's
+        device (`x` is moved there), and so returned there."""
+        x = torch.as_tensor(x, device=self.device).long()
         h = self.motif_presence(x)
         response = h * (1 + self.epistasis_factor * h * (h - 1))
         value = response.prod(dim=1)
@@ -138,10 +154,11 @@ class EhrlichFunction:
                 gap = offsets[j + 1] - offsets[j] if j + 1 < len(motif) else 1
                 out.extend([element] * gap)
         out.extend([out[-1]] * (self.dim - len(out)))
-        return torch.tensor(out, dtype=torch.long)
+        return torch.tensor(out, dtype=torch.long, device=self.device)
 
     def initial_solution(self, n: int = 1, seed: int | None = None) -> torch.Tensor:
-        """(n, L) feasible sequences sampled from the Markov chain (a typical starting point)."""
+        """(n, L) feasible sequences sampled from the Markov chain (a typical starting point),
+        drawn on the CPU (the same ones on every device), on the oracle's device."""
         gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
         return self.sample_chain(self.stationary, self.dim, n, gen)
 
@@ -214,6 +231,12 @@ class Ehrlich(SequenceEnv):
         if config.mask_infeasible:
             self.allowed = self.oracle.allowed
 
+    def to(self, device: str | torch.device) -> Ehrlich:
+        """As `DiscreteEnv.to`, and the oracle's tables too."""
+        super().to(device)
+        self.oracle.to(device)
+        return self
+
     def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
         return self.config.beta * self.oracle(states).log()
 
@@ -224,7 +247,7 @@ class Ehrlich(SequenceEnv):
     def n_states_upper_bound(self) -> int:
         if self.allowed is None:
             return super().n_states_upper_bound()
-        counts = torch.ones(self.vocab_size, dtype=torch.float64)
+        counts = torch.ones(self.vocab_size, dtype=torch.float64, device=self.allowed.device)
         total = 1.0 + counts.sum().item()
         for _ in range(self.max_length - 1):  # feasible sequences of each length, counted exactly
             counts = self.allowed.double().T @ counts

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.envs.base import DiscreteEnv, EnvConfig, draw_device
 from gflownets.errors import ConfigError, TooManyStates
 from gflownets.figures import plot_grid_distributions, plot_grid_policy
 
@@ -67,7 +67,7 @@ class Hypergrid(DiscreteEnv):
 
     @property
     def initial_state(self) -> torch.Tensor:
-        return torch.zeros(self.ndim, dtype=torch.long)
+        return torch.zeros(self.ndim, dtype=torch.long, device=self.device)
 
     def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
         # a -1 column compares as allowed: exit, always. (Padding the bool comparison instead
@@ -86,9 +86,10 @@ class Hypergrid(DiscreteEnv):
     def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One coordinate of each cell moved by one, +1 or -1 (a symmetric proposal: a move
         off the grid is not made)."""
-        rows = torch.arange(objects.shape[0])
-        axis = torch.randint(self.ndim, (len(rows),), generator=generator)
-        sign = torch.randint(2, (len(rows),), generator=generator) * 2 - 1
+        rows = torch.arange(objects.shape[0], device=objects.device)
+        device = draw_device(generator, objects)
+        axis = torch.randint(self.ndim, (len(rows),), generator=generator, device=device)
+        sign = torch.randint(2, (len(rows),), generator=generator, device=device) * 2 - 1
         current = objects[rows, axis]
         moved = current + sign
         mutants = objects.clone()
@@ -110,7 +111,7 @@ class Hypergrid(DiscreteEnv):
     def _enumerate(self) -> torch.Tensor:
         if self.height ** self.ndim > self.max_enumerable_states:
             raise TooManyStates(f"hypergrid: {self.height}^{self.ndim} states, too many to enumerate")
-        axes = [torch.arange(self.height)] * self.ndim
+        axes = [torch.arange(self.height, device=self.device)] * self.ndim
         return torch.cartesian_prod(*axes).reshape(-1, self.ndim)
 
     def extra_plots(self, run, folder: Path) -> list[Path]:
@@ -119,12 +120,13 @@ class Hypergrid(DiscreteEnv):
         graph = run.graph
         if self.ndim != 2 or graph is None:
             return []
-        learned = graph.terminal_distribution(run.eval_policy).numpy()
-        cells = graph.terminal_states.numpy()
+        learned = graph.terminal_distribution(run.eval_policy).cpu().numpy()
+        cells = graph.terminal_states.cpu().numpy()
         states = graph.states
-        forward = np.where(graph.forward_mask.numpy(), graph.forward_log_probs(run.eval_policy).exp().numpy(), 0.0)
-        backward = np.where(self.backward_mask(states).numpy(),
-                            graph.backward_log_probs(run.eval_policy).exp().numpy(), 0.0)
-        return [plot_grid_distributions(cells, learned, graph.target.numpy(), folder / "distribution.png",
+        forward = np.where(graph.forward_mask.cpu().numpy(),
+                           graph.forward_log_probs(run.eval_policy).exp().cpu().numpy(), 0.0)
+        backward = np.where(self.backward_mask(states).cpu().numpy(),
+                            graph.backward_log_probs(run.eval_policy).exp().cpu().numpy(), 0.0)
+        return [plot_grid_distributions(cells, learned, graph.target.cpu().numpy(), folder / "distribution.png",
                                         height=self.height),
-                plot_grid_policy(states.numpy(), forward, backward, folder / "policy.png", height=self.height)]
+                plot_grid_policy(states.cpu().numpy(), forward, backward, folder / "policy.png", height=self.height)]

@@ -13,7 +13,9 @@ def _row_keys(rows: np.ndarray) -> np.ndarray:
 
 
 class StateIndex:
-    """Index of a fixed table of states; `lookup` returns each row's position, or -1 if absent."""
+    """Index of a fixed table of states; `lookup` returns each row's position, or -1 if absent.
+    The index itself is kept in numpy (on the CPU); `lookup` takes states on any device and
+    returns their positions on that device."""
 
     def __init__(self, states: torch.Tensor):
         self.states = states
@@ -31,4 +33,4 @@ class StateIndex:
         pos = np.searchsorted(self._sorted, keys).clip(max=len(self._sorted) - 1)
         found = self._sorted[pos] == keys
         index = np.where(found, self._order[pos], -1)
-        return torch.from_numpy(index).to(states.device)
+        return torch.as_tensor(index, device=states.device)

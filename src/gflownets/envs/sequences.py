@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.envs.base import DiscreteEnv, EnvConfig, draw_device
 from gflownets.errors import ConfigError, DataError, TooManyStates
 from gflownets.measures.distances import edit_distance, edit_distance_matrix, hamming_matrix
 from gflownets.measures.diversity import sequence_sample_metrics
@@ -65,7 +65,7 @@ class SequenceEnv(DiscreteEnv):
 
     @property
     def initial_state(self) -> torch.Tensor:
-        return torch.full((self.max_length,), PAD, dtype=torch.long)
+        return torch.full((self.max_length,), PAD, dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------ masks and steps
     def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
@@ -86,7 +86,7 @@ class SequenceEnv(DiscreteEnv):
 
     def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
         n = self.lengths(states)
-        tokens = torch.arange(self.vocab_size)
+        tokens = torch.arange(self.vocab_size, device=states.device)
         undo_append = (n > 0)[:, None] & (self._last(states, n)[:, None] == tokens)
         if not self.prepend:
             return undo_append
@@ -122,10 +122,11 @@ class SequenceEnv(DiscreteEnv):
         """One token of each sequence replaced by a different, uniformly drawn one; a change
         that creates a forbidden pair of neighbours is not made. Symmetric, and it keeps the
         length: with variable lengths, Metropolis chains of it stay at their start's length."""
-        rows = torch.arange(objects.shape[0])
+        rows = torch.arange(objects.shape[0], device=objects.device)
         lengths = self.lengths(objects)
-        position = (torch.rand(len(rows), generator=generator) * lengths).long()
-        shift = torch.randint(1, max(self.vocab_size, 2), (len(rows),), generator=generator)
+        device = draw_device(generator, objects)
+        position = (torch.rand(len(rows), generator=generator, device=device) * lengths).long()
+        shift = torch.randint(1, max(self.vocab_size, 2), (len(rows),), generator=generator, device=device)
         mutants = objects.clone()
         mutants[rows, position] = (objects[rows, position] + shift) % self.vocab_size
         keep = self.feasible(mutants) & (lengths > 0)
@@ -167,7 +168,7 @@ class SequenceEnv(DiscreteEnv):
         if short.any():
             r = int(np.argmax(short))
             raise DataError(f"row {r + 1}: {lengths[r]} tokens, fewer than min_length={self.min_length}")
-        states = torch.from_numpy(rows.astype(np.int64))
+        states = torch.as_tensor(rows.astype(np.int64), device=self.device)
         if self.allowed is not None:
             ok = self.feasible(states)
             if not ok.all():
@@ -178,7 +179,7 @@ class SequenceEnv(DiscreteEnv):
     def feasible(self, states: torch.Tensor) -> torch.Tensor:
         """(B,) bool: every neighbour pair is allowed (True without a feasibility relation)."""
         if self.allowed is None:
-            return torch.ones(states.shape[0], dtype=torch.bool)
+            return torch.ones(states.shape[0], dtype=torch.bool, device=states.device)
         left, right = states[:, :-1], states[:, 1:]
         pair_ok = self.allowed[left.clamp(min=0), right.clamp(min=0)] | (right < 0)
         return pair_ok.all(dim=1)

@@ -55,7 +55,7 @@ class Sets(DiscreteEnv):
 
     @property
     def initial_state(self) -> torch.Tensor:
-        return torch.zeros(self.n_items, dtype=torch.long)
+        return torch.zeros(self.n_items, dtype=torch.long, device=self.device)
 
     def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
         full = states.sum(dim=-1, keepdim=True) == self.set_size
@@ -108,4 +108,4 @@ class Sets(DiscreteEnv):
         if dup.any():
             r = int(np.argmax(dup))
             raise DataError(f"row {r + 1}: items {rows[r].tolist()} repeat an item")
-        return torch.from_numpy(states)
+        return torch.as_tensor(states, device=self.device)

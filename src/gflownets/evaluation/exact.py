@@ -15,11 +15,13 @@ from gflownets.policies.distributions import masked_log_softmax
 
 class StateGraph:
     """Every reachable state, every forward edge, a topological order and the exact target,
-    built once per environment (cost: one pass of the environment over all states)."""
+    built once per environment (cost: one pass of the environment over all states). Its tensors
+    are on the environment's device (where `enumerate_states` puts them)."""
 
     def __init__(self, env: DiscreteEnv):
         self.env = env
         self.states = env.enumerate_states()
+        device = self.states.device
         self.index = StateIndex(self.states)
         n = len(self.index)
         self.forward_mask = env.forward_mask(self.states)
@@ -31,7 +33,7 @@ class StateGraph:
 
         # Kahn's algorithm, one level (all states whose parents are all done) at a time.
         indegree = torch.bincount(children, minlength=n)
-        level_of = torch.full((n,), -1, dtype=torch.long)
+        level_of = torch.full((n,), -1, dtype=torch.long, device=device)
         frontier = (indegree == 0).nonzero().squeeze(1)
         if frontier.tolist() != [self.s0]:
             raise RuntimeError(f"{env.name}: s0 must be the only state without parents")
@@ -39,12 +41,12 @@ class StateGraph:
         self.edge_levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         while len(frontier):
             level_of[frontier] = level
-            in_frontier = torch.zeros(n, dtype=torch.bool)
+            in_frontier = torch.zeros(n, dtype=torch.bool, device=device)
             in_frontier[frontier] = True
             edge_ids = in_frontier[parents].nonzero().squeeze(1)
             self.edge_levels.append((parents[edge_ids], actions[edge_ids], children[edge_ids]))
             indegree -= torch.bincount(children[edge_ids], minlength=n)
-            newly = torch.zeros(n, dtype=torch.bool)
+            newly = torch.zeros(n, dtype=torch.bool, device=device)
             newly[children[edge_ids]] = True
             frontier = (newly & (indegree == 0)).nonzero().squeeze(1)
             level += 1
@@ -84,7 +86,7 @@ class StateGraph:
     def terminal_distribution(self, policy: Policy) -> torch.Tensor:
         """Exact P(trajectory ends in x) for every terminal x, ordered as `terminal_states`."""
         probs = self.forward_log_probs(policy).exp()
-        reach = torch.zeros(self.n_states, dtype=torch.float64)
+        reach = torch.zeros(self.n_states, dtype=torch.float64, device=self.states.device)
         reach[self.s0] = 1.0
         for parents, actions, children in self.edge_levels:
             reach.index_add_(0, children, reach[parents] * probs[parents, actions])
@@ -119,18 +121,21 @@ def optimal_tabular_policy(graph: StateGraph, backward_log_probs: torch.Tensor |
     zero at it, and its exact terminal distribution is the target: the reference for tests."""
     env = graph.env
     n = graph.n_states
+    device = graph.states.device
     bmask = env.backward_mask(graph.states)
     if backward_log_probs is None:
-        backward_log_probs = masked_log_softmax(torch.zeros(n, env.n_actions - 1, dtype=torch.float64), bmask)
+        backward_log_probs = masked_log_softmax(
+            torch.zeros(n, env.n_actions - 1, dtype=torch.float64, device=device), bmask)
+    backward_log_probs = backward_log_probs.to(device)
     pb = backward_log_probs.double().exp()
-    log_r = torch.full((n,), float("-inf"), dtype=torch.float64)
+    log_r = torch.full((n,), float("-inf"), dtype=torch.float64, device=device)
     log_r[graph.terminal_ids] = graph.log_rewards
     flow = log_r.exp()
     for parents, actions, children in reversed(graph.edge_levels):
         flow.index_add_(0, parents, flow[children] * pb[children, actions])
     log_flow = flow.log()
 
-    edge = torch.full((n, env.n_actions), -1e9, dtype=torch.float64)
+    edge = torch.full((n, env.n_actions), -1e9, dtype=torch.float64, device=device)
     for parents, actions, children in graph.edge_levels:
         edge[parents, actions] = log_flow[children] + backward_log_probs.double()[children, actions]
     terminal = graph.forward_mask[:, -1]

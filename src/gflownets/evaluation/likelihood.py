@@ -32,11 +32,11 @@ def estimate_log_prob(env: DiscreteEnv, policy: Policy, objects: torch.Tensor, n
     for i in range(0, len(objects), per_chunk):
         batch = objects[i:i + per_chunk].repeat_interleave(n_trajectories, dim=0)
         trajectories = sample_backward(env, policy, batch, generator,
-                                       log_rewards=torch.zeros(len(batch), dtype=torch.float64))
+                                       log_rewards=torch.zeros(len(batch), dtype=torch.float64, device=batch.device))
         terms = trajectory_terms(policy, trajectories)
         log_w = (terms.log_pf.sum(dim=1) - terms.log_pb.sum(dim=1)).double()
         parts.append(torch.logsumexp(log_w.view(-1, n_trajectories), dim=1) - math.log(n_trajectories))
-    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=objects.device)
 
 
 def exact_log_prob(graph, policy: Policy, objects: torch.Tensor) -> torch.Tensor:

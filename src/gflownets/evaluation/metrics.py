@@ -49,7 +49,7 @@ class ModeTracker:
 
     def _flush(self) -> None:
         if self._pending:
-            positions = self.locate(torch.cat(self._pending))
+            positions = self.locate(torch.cat(self._pending)).to(self.mode_mask.device)
             positions = positions[positions >= 0]
             self._found[positions] = self.mode_mask[positions]
             self._pending, self._pending_rows = [], 0
@@ -63,7 +63,7 @@ class ModeTracker:
     @found.setter
     def found(self, value: torch.Tensor) -> None:
         self._pending, self._pending_rows = [], 0
-        self._found = value
+        self._found = value.to(self.mode_mask.device)
 
     @property
     def n_found(self) -> int:

@@ -10,7 +10,7 @@ import torch
 def hamming_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """(Na, Nb) number of positions where rows of a and b differ."""
     parts = [(a[i:i + chunk, None, :] != b[None, :, :]).sum(dim=-1) for i in range(0, len(a), chunk)]
-    return torch.cat(parts) if parts else torch.zeros(0, len(b), dtype=torch.long)
+    return torch.cat(parts) if parts else torch.zeros(0, len(b), dtype=torch.long, device=a.device)
 
 
 def edit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -20,7 +20,7 @@ def edit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     la, lb = (a >= 0).sum(dim=1), (b >= 0).sum(dim=1)
     wa, wb = a.shape[1], b.shape[1]
     # row[j] = distance between a[:i] and b[:j]; prefixes past a row's length are never read
-    row = torch.arange(wb + 1).expand(n, -1).clone()
+    row = torch.arange(wb + 1, device=a.device).expand(n, -1).clone()
     answer = torch.where(la == 0, lb, torch.zeros_like(la))
     for i in range(1, wa + 1):
         new = torch.empty_like(row)
@@ -38,8 +38,10 @@ def edit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def edit_distance_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """(Na, Nb) Levenshtein distances."""
-    ia, ib = torch.meshgrid(torch.arange(len(a)), torch.arange(len(b)), indexing="ij")
+    ia, ib = torch.meshgrid(torch.arange(len(a), device=a.device), torch.arange(len(b), device=a.device),
+                            indexing="ij")
     ia, ib = ia.flatten(), ib.flatten()
     out = torch.cat([edit_distance(a[ia[i:i + chunk]], b[ib[i:i + chunk]])
-                     for i in range(0, len(ia), chunk)]) if len(ia) else torch.zeros(0, dtype=torch.long)
+                     for i in range(0, len(ia), chunk)]) if len(ia) else torch.zeros(0, dtype=torch.long,
+                                                                                     device=a.device)
     return out.view(len(a), len(b))

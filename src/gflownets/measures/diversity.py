@@ -54,9 +54,10 @@ def spearman(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> floa
 
 
 def top_k_distinct(objects: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k best-scoring distinct objects (fewer if there are fewer)."""
+    """Indices of the k best-scoring distinct objects (fewer if there are fewer), on the
+    objects' device."""
     _, first = np.unique(objects.reshape(len(objects), -1).cpu().numpy(), axis=0, return_index=True)
-    first = torch.from_numpy(first)
+    first = torch.as_tensor(first, device=objects.device)
     order = scores[first].argsort(descending=True, stable=True)
     return first[order[:k]]
 

@@ -12,18 +12,19 @@ from scipy.stats import rankdata
 
 def edge_marginals(adjacency: torch.Tensor, probs: torch.Tensor | None = None) -> np.ndarray:
     """(d, d) P(edge i -> j) under the distribution `probs` over the (K, d, d) graphs (uniform
-    over them, i.e. the empirical marginals of samples, when probs is None)."""
+    over them, i.e. the empirical marginals of samples, when probs is None), as a numpy array."""
     a = adjacency.double()
     if probs is None:
-        return a.mean(dim=0).numpy()
-    p = probs.double() / probs.double().sum()
-    return torch.einsum("k,kij->ij", p, a).numpy()
+        return a.mean(dim=0).cpu().numpy()
+    p = probs.double().to(a.device)
+    p = p / p.sum()
+    return torch.einsum("k,kij->ij", p, a).cpu().numpy()
 
 
 def shd(adjacency: torch.Tensor, true: np.ndarray) -> torch.Tensor:
     """(K,) structural Hamming distance of each graph to `true`: the number of node pairs whose
     edge is missing, extra or reversed (a reversed edge counts once)."""
-    diff = adjacency.bool() != torch.as_tensor(true).bool()
+    diff = adjacency.bool() != torch.as_tensor(true, device=adjacency.device).bool()
     pair = diff | diff.transpose(-1, -2)
     return pair.triu(diagonal=1).sum(dim=(-1, -2))
 
@@ -32,7 +33,8 @@ def expected_shd(adjacency: torch.Tensor, true: np.ndarray, probs: torch.Tensor 
     distances = shd(adjacency, true).double()
     if probs is None:
         return float(distances.mean())
-    p = probs.double() / probs.double().sum()
+    p = probs.double().to(distances.device)
+    p = p / p.sum()
     return float((p * distances).sum())
 
 

@@ -12,15 +12,19 @@ from gflownets.policies.base import Policy, PolicyOutput
 
 
 class TabularPolicy(Policy):
+    """One row of logits and a log flow per enumerated state. The tables are made on the
+    environment's device; `lookup` (numpy, on the CPU) takes states on any device."""
+
     def __init__(self, env: DiscreteEnv, backward: str = "learned", dtype=torch.float32):
         super().__init__(env, backward)
         self.index = StateIndex(env.enumerate_states())
         n = len(self.index)
-        self.forward_table = nn.Parameter(torch.zeros(n, env.n_actions, dtype=dtype))
-        self.backward_table = nn.Parameter(torch.zeros(n, env.n_actions - 1, dtype=dtype),
+        device = env.device
+        self.forward_table = nn.Parameter(torch.zeros(n, env.n_actions, dtype=dtype, device=device))
+        self.backward_table = nn.Parameter(torch.zeros(n, env.n_actions - 1, dtype=dtype, device=device),
                                            requires_grad=backward == "learned")
-        self.flow_table = nn.Parameter(torch.zeros(n, dtype=dtype))
-        self.log_z.data = self.log_z.data.to(dtype)
+        self.flow_table = nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
+        self.log_z.data = self.log_z.data.to(dtype=dtype, device=device)
 
     def state_ids(self, states: torch.Tensor) -> torch.Tensor:
         ids = self.index.lookup(states)
@@ -30,5 +34,5 @@ class TabularPolicy(Policy):
         return ids
 
     def forward(self, states: torch.Tensor) -> PolicyOutput:
-        ids = self.state_ids(states)
+        ids = self.state_ids(states).to(self.forward_table.device)
         return PolicyOutput(self.forward_table[ids], self.backward_table[ids], self.flow_table[ids])

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from gflownets.envs.base import DiscreteEnv
+from gflownets.envs.base import DiscreteEnv, draw_device
 
 
 class MetropolisStep(NamedTuple):
@@ -27,7 +27,8 @@ def metropolis_step(env: DiscreteEnv, objects: torch.Tensor, log_rewards: torch.
     changed = (proposals != objects).flatten(1).any(dim=1)
     proposals = proposals[changed]
     proposal_log_rewards = env.log_reward(proposals)
-    uniform = torch.rand(len(proposals), generator=generator, dtype=torch.float64)
+    uniform = torch.rand(len(proposals), generator=generator, dtype=torch.float64,
+                         device=draw_device(generator, proposals))
     accept = uniform.log() < (proposal_log_rewards - log_rewards[changed])
     moved = changed.nonzero().squeeze(1)[accept]
     objects, log_rewards = objects.clone(), log_rewards.clone()

@@ -32,11 +32,11 @@ class Trajectories:
     @property
     def valid(self) -> torch.Tensor:
         """(B, T) bool: which steps exist."""
-        return torch.arange(self.actions.shape[1]) < self.lengths[:, None]
+        return torch.arange(self.actions.shape[1], device=self.lengths.device) < self.lengths[:, None]
 
     @property
     def terminal_states(self) -> torch.Tensor:
-        return self.states[torch.arange(len(self)), self.lengths - 1]
+        return self.states[torch.arange(len(self), device=self.lengths.device), self.lengths - 1]
 
     @staticmethod
     def cat(batches: list[Trajectories]) -> Trajectories:
@@ -70,7 +70,8 @@ def sample_forward(env: DiscreteEnv, policy: Policy, n: int, generator: torch.Ge
     The loop is the hot path of training, so each step is a handful of tensor ops on the
     trajectories still running; what they visit is written into the padded batch once, at the end."""
     states = env.initial_states(n) if start is None else start  # the unfinished trajectories' states
-    rows = torch.arange(n)  # ...and which trajectories they are
+    device = states.device
+    rows = torch.arange(n, device=device)  # ...and which trajectories they are
     visited_rows, visited_states, taken = [], [], []
     for _ in range(env.max_steps):
         probs = exploration_probs(policy.forward_logits(states), env.forward_mask(states), gamma, temperature)
@@ -87,14 +88,16 @@ def sample_forward(env: DiscreteEnv, policy: Policy, n: int, generator: torch.Ge
     else:
         raise RuntimeError(f"{env.name}: a trajectory did not exit within max_steps={env.max_steps}")
     width = len(taken)
-    step_of = torch.repeat_interleave(torch.arange(width), torch.tensor([len(r) for r in visited_rows]))
+    counts = [len(r) for r in visited_rows]
+    step_of = torch.repeat_interleave(torch.arange(width, device=device), torch.tensor(counts, device=device),
+                                      output_size=sum(counts))
     flat_rows = torch.cat(visited_rows)
     all_states = states.new_full((n, width, *env.state_shape), PAD)
     all_states[flat_rows, step_of] = torch.cat(visited_states)
-    all_actions = torch.full((n, width), PAD, dtype=torch.long)
+    all_actions = torch.full((n, width), PAD, dtype=torch.long, device=device)
     all_actions[flat_rows, step_of] = torch.cat(taken)
     lengths = torch.bincount(flat_rows, minlength=n)
-    traj = Trajectories(all_states, all_actions, lengths, log_rewards=torch.empty(0))
+    traj = Trajectories(all_states, all_actions, lengths, log_rewards=torch.empty(0, device=device))
     traj.log_rewards = env.log_reward(traj.terminal_states)
     return traj
 
@@ -107,11 +110,12 @@ def sample_backward(env: DiscreteEnv, policy: Policy, objects: torch.Tensor,
     not argmax: argmax would always replay the same path and bias every objective), then
     returned in forward order with exit as the last action."""
     n = objects.shape[0]
+    device = objects.device
     max_moves = env.max_steps - 1
     back_states = objects.new_full((n, max_moves + 1, *env.state_shape), PAD)
-    back_actions = torch.full((n, max_moves), PAD, dtype=torch.long)
+    back_actions = torch.full((n, max_moves), PAD, dtype=torch.long, device=device)
     states = objects.clone()
-    moves = torch.zeros(n, dtype=torch.long)
+    moves = torch.zeros(n, dtype=torch.long, device=device)
     for k in range(max_moves + 1):
         back_states[:, k] = states
         mask = env.backward_mask(states)
@@ -121,7 +125,7 @@ def sample_backward(env: DiscreteEnv, policy: Policy, objects: torch.Tensor,
         if k == max_moves:
             raise RuntimeError(f"{env.name}: backward walk did not reach s0 in {max_moves} steps")
         if policy.backward == "uniform":  # skip the network: all-zero logits are uniform
-            logits = torch.zeros(int(active.sum()), env.n_actions - 1)
+            logits = torch.zeros(int(active.sum()), env.n_actions - 1, device=device)
         else:
             logits = policy(states[active]).backward_logits
         actions = sample_categorical(exploration_probs(logits, mask[active]), generator)
@@ -131,7 +135,7 @@ def sample_backward(env: DiscreteEnv, policy: Policy, objects: torch.Tensor,
         moves += active
     # Reverse: forward step t is backward step (moves - 1 - t); forward state t is back state moves - t.
     width = int(moves.max()) + 1
-    t = torch.arange(width)
+    t = torch.arange(width, device=device)
     valid = t < (moves + 1)[:, None]
     state_src = (moves[:, None] - t).clamp(min=0)
     index = state_src.view(n, width, *([1] * len(env.state_shape))).expand(n, width, *env.state_shape)
@@ -140,7 +144,7 @@ def sample_backward(env: DiscreteEnv, policy: Policy, objects: torch.Tensor,
     action_src = (moves[:, None] - 1 - t).clamp(min=0, max=max(max_moves - 1, 0))
     fwd_actions = back_actions.gather(1, action_src) if max_moves else back_actions.new_zeros(n, width)
     fwd_actions = torch.where(t < moves[:, None], fwd_actions, PAD)
-    fwd_actions[torch.arange(n), moves] = env.exit_action
+    fwd_actions[torch.arange(n, device=device), moves] = env.exit_action
     if log_rewards is None:
         log_rewards = env.log_reward(objects)
     return Trajectories(fwd_states, fwd_actions, moves + 1, log_rewards)

@@ -245,6 +245,7 @@ class Trainer:
             "ema_policy": self.ema_policy.state_dict() if self.ema_policy is not None else None,
             "target_policy": self.target_policy.state_dict() if self.target_policy is not None else None,
             "optimizer": self.optimizer.state_dict(),
+            "device": self.device.type,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "source": self.source.state_dict(),
@@ -267,14 +268,18 @@ class Trainer:
             if self.target_policy is not None:
                 self.target_policy.load_state_dict(state.get("target_policy") or state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
+            # the learning rates are the config's (a resumed run may change them), not the saved ones
+            for group, lr in zip(self.optimizer.param_groups, (self.config.lr, self.config.lr_logz)):
+                group["lr"] = lr
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{path} does not fit this policy "
                                   f"(hidden/layers/objective/backward policy changed?): {err}") from None
         self.step = state["step"]
         self.train_seconds = state["train_seconds"]
         self.loss_window = state["loss_window"]
-        self.generator.set_state(state["generator"].cpu() if self.device.type == "cpu" else state["generator"])
-        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["device"] == self.device.type:  # random streams continue only on the same kind of device
+            self.generator.set_state(state["generator"].cpu())
+            torch.set_rng_state(state["torch_rng"].cpu())
         self.source.load_state_dict(state["source"])
         if self.modes is not None and state["modes_found"] is not None:
             self.modes.found = state["modes_found"]

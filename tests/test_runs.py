@@ -1,0 +1,150 @@
+"""Saved runs mean one thing: the same name trains the same method from Python and the CLI, a
+run records how its reward was defined and is never silently scored with another, a failing
+reward stops the run naming the object, and environments of the user's own reach the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from gflownets import load_run
+from gflownets.cli import main
+from gflownets.envs import Hypergrid
+from gflownets.errors import ConfigError, RewardError
+from gflownets.training import RunConfig, Trainer
+from plugins.user_code import fails_on_far_corner, squares
+
+FAST = ["--iters", "20", "--batch-size", "8", "--hidden", "16", "--eval-every", "10", "--quiet"]
+
+
+def run_cli(*args):
+    return main([str(a) for a in args])
+
+
+@pytest.mark.parametrize("env", ["dag", "ehrlich", "hypergrid"])
+def test_python_and_the_cli_resolve_the_same_config(env, tmp_path, monkeypatch):
+    """RunConfig applies the environment's recipe itself: RunConfig(env=NAME) is what
+    `gflownets train NAME` trains, and what a config file naming only the env trains."""
+    seen = []
+    monkeypatch.setattr(Trainer, "run", lambda self: seen.append(self.config) or {})
+    assert run_cli("train", env, "--quiet", "--out", tmp_path / "cli") == 0
+    from_file = tmp_path / "run.yaml"
+    from_file.write_text(f"env: {env}\n")
+    assert run_cli("train", env, "--quiet", "--config", from_file, "--out", tmp_path / "file") == 0
+    python = RunConfig(env=env)
+    assert seen[0].to_dict() == python.to_dict() == seen[1].to_dict()
+    if env == "dag":  # the recipe is applied: not RunConfig's own defaults
+        assert python.objective == "mdb" and python.replay_size > 0
+    # explicit values win over the recipe, in Python as on the command line
+    assert RunConfig(env=env, objective="db").objective == "db"
+    assert run_cli("train", env, "--objective", "db", "--quiet", "--out", tmp_path / "db") == 0
+    assert seen[2].objective == "db" and seen[2].to_dict() == RunConfig(env=env, objective="db").to_dict()
+
+
+def test_a_run_with_a_python_reward_is_refused_without_it_and_evaluated_with_it(tmp_path, capsys):
+    env = Hypergrid(ndim=2, height=4, reward_fn=squares)
+    out = tmp_path / "run"
+    summary = Trainer(RunConfig(iters=30, batch_size=8, hidden=16, eval_every=0), out, env=env, progress=False).run()
+    assert summary["reward"] == "reward plugins.user_code:squares"
+    # the CLI never falls back to the environment's default reward
+    assert run_cli("evaluate", out) == 1
+    assert "trained with the reward function plugins.user_code:squares" in capsys.readouterr().err
+    assert run_cli("sample", out, "-n", 5, "--out", tmp_path / "s.csv") == 1
+    with pytest.raises(ConfigError, match="name it again with --reward"):
+        load_run(out)
+    # named again, it is evaluated with that reward: the exact target is R = 1 + x0^2 + x1^2
+    capsys.readouterr()
+    assert run_cli("evaluate", out, "--reward", "plugins.user_code:squares") == 0
+    result = json.loads(capsys.readouterr().out)
+    cells = torch.cartesian_prod(torch.arange(4), torch.arange(4))
+    assert result["log_z_true"] == pytest.approx(float(squares(cells).sum().log()), rel=1e-12)
+    assert result["l1"] == pytest.approx(summary["l1"], abs=1e-12)
+    run = load_run(out, reward=squares)
+    objects, log_rewards = run.sample(100, seed=1)
+    assert torch.equal(log_rewards, squares(objects).log())
+
+
+def test_an_unnamed_python_reward_can_only_be_given_again(tmp_path, capsys):
+    env = Hypergrid(ndim=2, height=3, reward_fn=lambda x: 1.0 + x.sum(dim=1).double())
+    out = tmp_path / "run"
+    Trainer(RunConfig(iters=5, batch_size=4, hidden=8, eval_every=0), out, env=env, progress=False).run()
+    assert run_cli("evaluate", out) == 1
+    assert "<lambda>" in capsys.readouterr().err
+    run = load_run(out, env=Hypergrid(ndim=2, height=3, reward_fn=lambda x: 1.0 + x.sum(dim=1).double()))
+    assert run.step == 5
+
+
+def test_a_reward_trained_from_the_cli_is_recorded_and_needed_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "hypergrid", "--ndim", 2, "--height", 4, "--reward", "plugins.user_code:squares",
+                   *FAST, "--out", out) == 0
+    assert "reward: plugins.user_code:squares" in (out / "config.yaml").read_text()
+    assert run_cli("evaluate", out) == 1
+    assert run_cli("train", "hypergrid", "--resume", "--iters", "30", "--quiet", "--out", out) == 1
+    assert "--reward plugins.user_code:squares" in capsys.readouterr().err
+    assert run_cli("train", "hypergrid", "--resume", "--iters", "30", "--reward", "plugins.user_code:squares",
+                   "--quiet", "--out", out) == 0
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 30
+
+
+def test_a_reward_that_raises_on_one_rare_object_stops_the_run_naming_it(tmp_path):
+    env = Hypergrid(ndim=2, height=6, reward_fn=fails_on_far_corner)
+    with pytest.raises(RewardError, match=r"\[5, 5\].*no price"):
+        Trainer(RunConfig(iters=5, batch_size=4, hidden=8), env=env, progress=False)
+    assert run_cli("train", "hypergrid", "--ndim", 2, "--height", 6, "--reward",
+                   "plugins.user_code:fails_on_far_corner", *FAST, "--out", tmp_path / "cli") == 1
+    # where the user skips exact evaluation, training goes on until a sample hits the object
+    summary = Trainer(RunConfig(iters=5, batch_size=4, hidden=8, exact=False, eval_every=0), env=env,
+                      progress=False).run()
+    assert "l1" not in summary
+
+
+def test_a_custom_environment_trains_samples_and_evaluates_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "counter"
+    spec = "plugins.user_code:Counter"
+    assert run_cli("train", spec, "--length", 5, "--iters", 300, "--batch-size", 16, "--hidden", 32,
+                   "--eval-every", 100, "--quiet", "--out", out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env"] == "counter" and summary["l1"] < 0.1, summary
+    assert (out / "plots" / "distribution.png").is_file()
+    assert f"env: {spec}" in (out / "config.yaml").read_text()
+    capsys.readouterr()
+    assert run_cli("evaluate", out) == 0
+    assert json.loads(capsys.readouterr().out)["l1"] == pytest.approx(summary["l1"], abs=1e-12)
+    assert run_cli("sample", out, "-n", 20, "--out", tmp_path / "c.csv") == 0
+    rows = (tmp_path / "c.csv").read_text().splitlines()
+    assert rows[0] == "x0,log_reward" and len(rows) == 21
+    assert run_cli("train", spec, "--help") == 0 and "--length" in capsys.readouterr().out
+    assert run_cli("train", "plugins.user_code:NoSuchEnv", "--out", tmp_path / "x") == 1
+    assert "has no 'NoSuchEnv'" in capsys.readouterr().err
+    assert run_cli("train", "plugins.user_code:squares", "--out", tmp_path / "x") == 1
+    assert "not a gflownets.envs.DiscreteEnv subclass" in capsys.readouterr().err
+
+
+def test_checkpoints_are_plain_data_and_a_pickle_payload_is_refused(tmp_path):
+    out = tmp_path / "run"
+    Trainer(RunConfig(iters=3, batch_size=4, hidden=8, eval_every=0), out, progress=False).run()
+    torch.load(out / "checkpoint.pt", weights_only=True)  # plain tensors and data only
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": 2, "payload": Payload()}, out / "checkpoint.pt")
+    assert run_cli("evaluate", out) == 1
+
+
+def test_an_entry_point_registers_an_environment_by_name(tmp_path, monkeypatch, capsys):
+    """Installed packages register environments under the entry-point group
+    `gflownets.environments`; the CLI then lists and trains them by their short name."""
+    from importlib.metadata import EntryPoint
+
+    import gflownets.registry as registry
+
+    point = EntryPoint(name="counter", value="plugins.user_code:Counter", group=registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == point.group else [])
+    assert run_cli("train", "--help") == 0 and "counter" in capsys.readouterr().out
+    out = tmp_path / "counter"
+    assert run_cli("train", "counter", "--length", 3, *FAST, "--out", out) == 0
+    assert "env: counter" in (out / "config.yaml").read_text()
+    assert run_cli("evaluate", out) == 0
