@@ -15,9 +15,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _array(values, dtype=None) -> np.ndarray:
+    """`values` as a numpy array; a torch tensor, on any device, is copied to the CPU first."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=dtype)
+
+
 def plot_distribution_scatter(learned: np.ndarray, target: np.ndarray, out: Path) -> Path:
     """Learned against target probability of each object, on log axes, with the diagonal."""
-    learned, target = np.asarray(learned), np.asarray(target)
+    learned, target = _array(learned), _array(target)
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ax.scatter(target, learned, s=8, alpha=0.6)
     low = max(min(target.min(), learned.min()), 1e-12)
@@ -38,6 +45,7 @@ def plot_matrices(panels: list[tuple[str, np.ndarray]], labels: list[str], out: 
                              layout="constrained")
     n = len(labels)
     for ax, (title, matrix) in zip(axes[0], panels):
+        matrix = _array(matrix)
         im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
         ax.set(title=title, xticks=range(n), yticks=range(n), xlabel="to", ylabel="from")
         ax.set_xticklabels(labels, rotation=90 if n > 8 else 0, fontsize=8)
@@ -66,8 +74,8 @@ def plot_grid_distributions(coords: np.ndarray, learned: np.ndarray, target: np.
 
     coords: (N, 2) integer cell coordinates (x0, x1); learned, target: (N,) probabilities of
     those cells; height: side of the grid (default: the largest coordinate + 1)."""
-    coords = np.asarray(coords, dtype=np.int64)
-    learned, target = np.asarray(learned), np.asarray(target)
+    coords = _array(coords, dtype=np.int64)
+    learned, target = _array(learned), _array(target)
     height = int(coords.max()) + 1 if height is None else int(height)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
     vmax = max(learned.max(), target.max())
@@ -90,8 +98,8 @@ def plot_grid_policy(coords: np.ndarray, forward: np.ndarray, backward: np.ndarr
     "x0 + 1", "x1 + 1" and exit in each cell; backward: (N, 2) probabilities of "x0 - 1" and
     "x1 - 1" (zeros where a move is not allowed); height: side of the grid (default: the
     largest coordinate + 1)."""
-    xy = np.asarray(coords)
-    pf, pb = np.asarray(forward), np.asarray(backward)
+    xy = _array(coords)
+    pf, pb = _array(forward), _array(backward)
     height = int(xy.max()) + 1 if height is None else int(height)
     zero = np.zeros(len(xy))
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))

@@ -27,8 +27,8 @@ def write_plots(run: Any, folder: Path) -> list[Path]:
     extra = [Path(path) for path in run.env.extra_plots(run, folder)]
     graph = run.graph
     if graph is not None and not any(path.name == "distribution.png" for path in extra):
-        learned = graph.terminal_distribution(run.eval_policy).numpy()
-        written.append(plot_distribution_scatter(learned, graph.target.numpy(), folder / "distribution.png"))
+        learned = graph.terminal_distribution(run.eval_policy).cpu().numpy()
+        written.append(plot_distribution_scatter(learned, graph.target.cpu().numpy(), folder / "distribution.png"))
     return written + extra
 
 

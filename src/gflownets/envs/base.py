@@ -236,12 +236,14 @@ class DiscreteEnv(abc.ABC):
         return {"env": self.name, **dataclasses.asdict(self.config)}
 
     def step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Checked forward step of non-exit actions."""
+        """Checked forward step of non-exit actions (a tensor or a list, moved to the states' device)."""
+        actions = torch.as_tensor(actions, device=states.device)
         self._check_actions(states, actions, self.forward_mask(states)[:, :-1], "forward")
         return self._step(states, actions)
 
     def backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Checked backward step."""
+        """Checked backward step (actions as in `step`)."""
+        actions = torch.as_tensor(actions, device=states.device)
         self._check_actions(states, actions, self.backward_mask(states), "backward")
         return self._backward_step(states, actions)
 

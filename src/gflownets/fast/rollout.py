@@ -158,7 +158,7 @@ class CompiledSampler:
 
     def uniforms(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         # (six times cheaper than drawing exponentials with the generator: they are made in the graph)
-        device = generator.device if generator is not None else None
+        device = generator.device if generator is not None else self.env.device
         return torch.rand(self.env.max_steps, n, self.env.n_actions, generator=generator, device=device)
 
     def warm_up(self, n: int | None = None) -> float:
@@ -169,7 +169,7 @@ class CompiledSampler:
         started = time.perf_counter()
         try:
             with torch.no_grad():
-                device = self.env.initial_state.device
+                device = self.env.device
                 self._rollout(self.uniforms(n, torch.Generator(device=device).manual_seed(0)))
         except Exception as err:  # noqa: BLE001 - whatever failed, the remedy is the same
             cause = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)

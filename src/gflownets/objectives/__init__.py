@@ -3,6 +3,9 @@ or takes a target network, how it estimates log Z), registered by name with `@re
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from gflownets.objectives.balance import (DetailedBalance, SubTrajectoryBalance, TrajectoryBalance,
                                           detailed_balance, subtrajectory_balance, trajectory_balance)
 from gflownets.objectives.base import OBJECTIVES, Objective, register
@@ -13,6 +16,10 @@ from gflownets.objectives.modified_db import ModifiedDetailedBalance, modified_d
 from gflownets.objectives.terms import TrajectoryTerms, step_terms, trajectory_terms
 from gflownets.objectives.vargrad import LogPartitionVariance, log_partition_variance
 from gflownets.policies.base import Policy
+
+# every module of this package is imported: a new objective is one file with one @register line
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def get_objective(name: str, subtb_lambda: float = 0.9, target: Policy | None = None,

@@ -38,10 +38,10 @@ def subtrajectory_balance(policy: Policy, batch: Trajectories, lam: float = 0.9)
     cumulative = torch.cat([torch.zeros_like(steps[:, :1]), steps.cumsum(dim=1)], dim=1)
     anchored = terms.log_points - cumulative
     residual = anchored[:, :, None] - anchored[:, None, :]
-    k = torch.arange(anchored.shape[1])
+    k = torch.arange(anchored.shape[1], device=anchored.device)
     span = (k[None, :] - k[:, None]).to(steps.dtype)
     pairs = (span > 0)[None] & (k[None, None, :] <= terms.lengths[:, None, None])
-    weights = torch.where(pairs, float(lam) ** span, torch.zeros((), dtype=steps.dtype))
+    weights = torch.where(pairs, float(lam) ** span, torch.zeros((), dtype=steps.dtype, device=anchored.device))
     per_trajectory = (weights * residual.pow(2)).sum(dim=(1, 2)) / weights.sum(dim=(1, 2))
     return per_trajectory.mean()
 

@@ -16,7 +16,7 @@ def flow_matching(policy: Policy, batch: Trajectories) -> torch.Tensor:
     env = policy.env
     valid = batch.valid
     states = batch.states[valid]
-    step_index = torch.arange(valid.shape[1]).expand_as(valid)[valid]
+    step_index = torch.arange(valid.shape[1], device=valid.device).expand_as(valid)[valid]
     out = policy(states)
     edge_logits = out.forward_logits.masked_fill(~env.forward_mask(states), MASKED_LOGIT)
     outflow = edge_logits.logsumexp(dim=-1)

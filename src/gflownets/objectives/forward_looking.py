@@ -57,7 +57,7 @@ def forward_looking_detailed_balance(policy: Policy, batch: Trajectories) -> tor
     # sink (k = n + 1, past the valid steps) keeps log R(x)
     inner = valid.clone()
     inner[:, 0] = False
-    accrued = torch.zeros(n, width + 1, dtype=terms.log_points.dtype)
+    accrued = torch.zeros(n, width + 1, dtype=terms.log_points.dtype, device=valid.device)
     accrued[:, :width][inner] = policy.env.intermediate_log_reward(batch.states[inner]).to(accrued.dtype)
     log_points = terms.log_points + accrued
     residual = log_points[:, :-1] + terms.log_pf - terms.log_pb - log_points[:, 1:]

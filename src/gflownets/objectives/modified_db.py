@@ -32,8 +32,8 @@ def modified_detailed_balance(policy: Policy, batch: Trajectories, target: Polic
     log_pf = masked_log_softmax(out.forward_logits, forward_mask)
 
     # flat position of each valid (trajectory, step); moves are the non-exit steps
-    position = torch.full(valid.shape, -1, dtype=torch.long)
-    position[valid] = torch.arange(states.shape[0])
+    position = torch.full(valid.shape, -1, dtype=torch.long, device=valid.device)
+    position[valid] = torch.arange(states.shape[0], device=valid.device)
     moves = valid & (batch.actions != env.exit_action) & (batch.actions >= 0)
     if not moves.any():
         return out.forward_logits.sum() * 0.0

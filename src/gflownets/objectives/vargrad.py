@@ -17,8 +17,10 @@ No log Z is learned. The estimate log Z_hat = mean_b (log R(x_b) - sum log P_F +
 = -mean zeta of the latest batch is written, without gradient, into `policy.log_z`, so that
 evaluation (`log_z`) reports it and checkpoints keep it. That parameter then gets no gradient
 from this loss: the optimiser skips it (its `.grad` stays None), and only this write moves it.
-On on-policy batches the estimate is a lower bound of log Z in expectation (an ELBO), tight at
-the optimum.
+On batches drawn from P_F itself its expectation is a lower bound of log Z (an ELBO); on
+objects from the target walked back with P_B, an upper bound; both are exact at the optimum.
+The trainer evaluates its moving average of the weights, so the log Z it reports is the
+average of recent batch estimates.
 """
 
 from __future__ import annotations

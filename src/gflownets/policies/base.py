@@ -28,7 +28,7 @@ class Policy(nn.Module):
             raise ValueError(f"backward policy must be 'learned' or 'uniform', got {backward!r}")
         self.env = env
         self.backward = backward
-        self.log_z = nn.Parameter(torch.zeros(()))
+        self.log_z = nn.Parameter(torch.zeros((), device=env.device))
 
     def forward(self, states: torch.Tensor) -> PolicyOutput:  # pragma: no cover - abstract
         raise NotImplementedError

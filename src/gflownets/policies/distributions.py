@@ -49,6 +49,7 @@ def exploration_probs(logits: torch.Tensor, mask: torch.Tensor, gamma: float = 0
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One draw per row by the exponential race argmax(p / E), E ~ Exp(1): exactly the
-    categorical distribution, and an action of probability 0 can never win."""
+    categorical distribution, and an action of probability 0 can never win. The draw is made on
+    the device of `probs`, where `generator` (if given) must be too."""
     race = torch.empty_like(probs).exponential_(generator=generator)
     return race.reciprocal_().mul_(probs).argmax(dim=-1)

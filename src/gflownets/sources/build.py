@@ -37,6 +37,6 @@ def build_source(config: Any, env: DiscreteEnv, policy: Policy, observe: Observe
     if config.mutations:
         source = MutationChains(source, env, policy, config.mutations, observe)
     if config.replay_size:
-        buffer = ReplayBuffer(config.replay_size, env.state_shape, config.replay_keep)
+        buffer = ReplayBuffer(config.replay_size, env.state_shape, config.replay_keep, device=env.device)
         source = Replay(source, env, policy, buffer, config.replay_batch)
     return source, gradient_step

@@ -57,4 +57,4 @@ class MutationChains:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
         if state["chains"] is not None:
-            self.chains, self.chain_log_rewards = state["chains"]
+            self.chains, self.chain_log_rewards = (x.to(self.env.device) for x in state["chains"])

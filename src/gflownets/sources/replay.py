@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from gflownets.envs.base import DiscreteEnv
+from gflownets.envs.base import DiscreteEnv, draw_device
 from gflownets.policies.base import Policy
 from gflownets.sampling.trajectories import Trajectories, sample_backward
 from gflownets.measures.diversity import top_k_distinct
@@ -23,15 +23,19 @@ class ReplayBuffer:
     """Up to `capacity` objects and their log-rewards. `keep="recent"`: first in, first out.
     `keep="best"`: the `capacity` distinct objects of highest reward seen so far (reward-
     prioritised replay): a rare high-reward object, once sampled, keeps being trained on instead
-    of being forgotten, which is what finds the last steps to an optimum in sparse landscapes."""
+    of being forgotten, which is what finds the last steps to an optimum in sparse landscapes.
+    The buffer lives on `device` (the environment's: `build_source` passes `env.device`);
+    objects added from elsewhere are moved there."""
 
-    def __init__(self, capacity: int, state_shape: tuple[int, ...], keep: str = "recent"):
+    def __init__(self, capacity: int, state_shape: tuple[int, ...], keep: str = "recent",
+                 device: str | torch.device = "cpu"):
         if keep not in KEEP:
             raise ValueError(f"replay keep must be one of {KEEP}, got {keep!r}")
         self.capacity = capacity
         self.keep = keep
-        self.objects = torch.zeros(capacity, *state_shape, dtype=torch.long)
-        self.log_rewards = torch.zeros(capacity, dtype=torch.float64)
+        self.device = torch.device(device)
+        self.objects = torch.zeros(capacity, *state_shape, dtype=torch.long, device=self.device)
+        self.log_rewards = torch.zeros(capacity, dtype=torch.float64, device=self.device)
         self.size = 0
         self.cursor = 0
 
@@ -39,11 +43,12 @@ class ReplayBuffer:
         return self.size
 
     def add(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> None:
+        objects, log_rewards = objects.to(self.device), log_rewards.to(self.device)
         if self.keep == "best":
             self._add_best(objects, log_rewards)
             return
         n = min(objects.shape[0], self.capacity)
-        slots = (self.cursor + torch.arange(n)) % self.capacity
+        slots = (self.cursor + torch.arange(n, device=self.device)) % self.capacity
         self.objects[slots] = objects[-n:]
         self.log_rewards[slots] = log_rewards[-n:]
         self.cursor = (self.cursor + n) % self.capacity
@@ -58,7 +63,8 @@ class ReplayBuffer:
         self.log_rewards[:self.size] = pool_log_rewards[candidates]
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        picks = torch.randint(self.size, (n,), generator=generator)
+        picks = torch.randint(self.size, (n,), generator=generator, device=draw_device(generator, self.objects))
+        picks = picks.to(self.device)
         return self.objects[picks], self.log_rewards[picks]
 
     def state_dict(self) -> dict:
@@ -67,8 +73,8 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict) -> None:
         self.size = len(state["objects"])
-        self.objects[:self.size] = state["objects"]
-        self.log_rewards[:self.size] = state["log_rewards"]
+        self.objects[:self.size] = state["objects"].to(self.device)
+        self.log_rewards[:self.size] = state["log_rewards"].to(self.device)
         self.cursor = state["cursor"]
 
 

@@ -95,7 +95,7 @@ class RunConfig:
                                   "faster iterations after a compilation of seconds to a minute, "
                                   "for environments that support it (hypergrid, sets)")
     device: str = _field("cpu", "torch device of the policy, the environment's tensors, sampling, "
-                                "replay and evaluation: cpu | cuda | cuda:N | mps")
+                                "replay and evaluation: cpu | cuda | cuda:N")
     exact: bool = _field(True, "exact evaluation against the enumerated target where the environment is "
                                "small enough (--no-exact skips enumeration and its reward calls)")
     reward: str | None = _field(None, "module:function returning rewards R(x) >= 0 of a batch of objects "
@@ -223,14 +223,24 @@ class RunConfig:
             raise ConfigError(f"offline data file not found: {self.offline}")
         if self.reward is not None and self.log_reward is not None:
             raise ConfigError("give reward or log_reward, not both")
+        self._validate_device()
+
+    def _validate_device(self) -> None:
         try:
             device = torch.device(self.device)
         except RuntimeError as err:
             raise ConfigError(f"device {self.device!r} is not a torch device ({err})") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r}: this machine's torch sees no CUDA GPU")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ConfigError(f"device {self.device!r}: MPS is not available on this machine")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ConfigError(f"device {self.device!r}: this machine's torch sees no CUDA GPU")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise ConfigError(f"device {self.device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        if device.type == "mps":
+            # rewards, trajectories and the exact evaluation are float64, which MPS does not have
+            raise ConfigError("device 'mps': Apple's MPS backend has no float64, which log-rewards and exact "
+                              "evaluation use; train on cpu or cuda")
 
     def env_config(self):
         env_cls = environment_class(self.env)

@@ -55,12 +55,13 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
 
 def write_objects_csv(path: str | Path, env: DiscreteEnv, objects: torch.Tensor,
                       log_rewards: torch.Tensor) -> None:
-    """One finished object per row (its columns, then log_reward), with a header."""
+    """One finished object per row (its columns, then log_reward), with a header; the tensors
+    may be on any device."""
     rows = env.objects_to_rows(objects)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([*env.object_columns, "log_reward"])
-    for row, log_r in zip(rows.tolist(), log_rewards.tolist()):
+    for row, log_r in zip(rows.tolist(), log_rewards.cpu().tolist()):
         writer.writerow([*row, repr(float(log_r))])
     atomic_write_text(path, buffer.getvalue())
 
@@ -68,7 +69,8 @@ def write_objects_csv(path: str | Path, env: DiscreteEnv, objects: torch.Tensor,
 def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
     """Finished objects from a CSV: the first len(object_columns) columns of each row are the
     object; a header row is allowed, further columns (log_reward, ...) are ignored. Rewards are
-    recomputed by the environment. Errors name the data row (1 = first object) and the value."""
+    recomputed by the environment. Errors name the data row (1 = first object) and the value.
+    The objects are on the environment's device."""
     width = len(env.object_columns)
     try:
         with open(path, newline="") as handle:
@@ -91,7 +93,7 @@ def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
                                 f"{cell!r} is not an integer")
             rows[r, c] = int(cell)
     try:
-        objects = env.objects_from_rows(rows)
+        objects = env.objects_from_rows(rows).to(env.device)
         env.validate_objects(objects)
     except DataError as err:
         raise DataError(f"{path}: {err}") from None

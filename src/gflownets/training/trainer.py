@@ -277,7 +277,7 @@ class Trainer:
         self.step = state["step"]
         self.train_seconds = state["train_seconds"]
         self.loss_window = state["loss_window"]
-        if state["device"] == self.device.type:  # random streams continue only on the same kind of device
+        if state.get("device", "cpu") == self.device.type:  # random streams continue only on the same kind of device
             self.generator.set_state(state["generator"].cpu())
             torch.set_rng_state(state["torch_rng"].cpu())
         self.source.load_state_dict(state["source"])
