@@ -84,7 +84,7 @@ class DAG(DiscreteEnv):
     Config = DAGConfig
     #: RunConfig values that `gflownets train dag` starts from (before --config and options):
     #: the settings tuned in bench/dag.py. One torch thread: the network is small, and two
-    #: threads on a busy 2-core machine were measured 70x slower (4 s instead of 0.06 s a step).
+    #: threads on a busy 2-core machine were much slower (bench/NOTES.md).
     run_defaults = {"objective": "mdb", "backward_policy": "uniform", "iters": 8000,
                     "batch_size": 32, "lr": 1e-3, "exploration": 0.1, "replay_size": 10000,
                     "replay_batch": 32, "target_decay": 0.99, "eval_every": 1000, "threads": 1}

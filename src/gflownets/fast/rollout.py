@@ -1,12 +1,12 @@
 """A forward rollout with fixed shapes, for `torch.compile`: every trajectory runs all
 `env.max_steps` steps (finished ones stand still), so one compiled graph covers a whole batch.
 
-Eager `sample_forward` pays a few microseconds of dispatch for each of ~20 small tensor ops per
-step; compiled, a step is its three matmuls and a few fused kernels (about half the time on the
-hypergrid, see bench/NOTES.md). Compiling the *step* instead loses: the guards and wrapper of one
-compiled call per step cost more than the fusion saves. So the whole loop is one call, with the
-randomness drawn outside (uniforms, made into exponential races inside) so that the graph is a
-pure function of the policy's weights and its inputs.
+Eager `sample_forward` pays Python and dispatch overhead for each of ~20 small tensor ops per
+step; compiled, a step is its matmuls and a few fused kernels (measured in bench/NOTES.md).
+Compiling the *step* instead loses: the guards and wrapper of one compiled call per step cost
+more than the fusion saves. So the whole loop is one call, with the randomness drawn outside
+(uniforms, made into exponential races inside) so that the graph is a pure function of the
+policy's weights and its inputs.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class CompiledSampler:
         self.compile_seconds = 0.0
 
     def uniforms(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        # (six times cheaper than drawing exponentials with the generator: they are made in the graph)
+        # uniforms, not exponentials: the graph turns them into exponential races more cheaply
         device = generator.device if generator is not None else self.env.device
         return torch.rand(self.env.max_steps, n, self.env.n_actions, generator=generator, device=device)
 
