@@ -58,10 +58,13 @@ class Trainer:
         # Polyak averaging: training samples on-policy from the raw weights; evaluation, sampling
         # and plots use the average, which removes most of the step-to-step noise of small batches
         self.ema_policy = self._copy(self.policy) if config.ema_decay > 0 else None
+        # parameter lists made once: listing them costs more than the averages' update
+        self._ema_parameters = list(self.ema_policy.parameters()) if self.ema_policy is not None else None
         objective_cls = OBJECTIVES[config.objective]
         # target network (mdb): a Polyak-averaged copy, without gradient, for the bootstrapped side
         self.target_policy = (self._copy(self.policy) if config.target_decay > 0 and objective_cls.uses_target
                               else None)
+        self._target_parameters = list(self.target_policy.parameters()) if self.target_policy is not None else None
         self.objective = objective_cls(config, target=self.target_policy)
         self.optimizer = torch.optim.Adam([
             {"params": self.policy.network_parameters(), "lr": config.lr},
@@ -116,14 +119,6 @@ class Trainer:
             torch._foreach_lerp_(self._ema_parameters, self.parameters, 1.0 - decay)
         if self.target_policy is not None:
             torch._foreach_lerp_(self._target_parameters, self.parameters, 1.0 - self.config.target_decay)
-
-    @property
-    def _ema_parameters(self) -> list[torch.Tensor]:
-        return self.__dict__.setdefault("_ema_list", list(self.ema_policy.parameters()))
-
-    @property
-    def _target_parameters(self) -> list[torch.Tensor]:
-        return self.__dict__.setdefault("_target_list", list(self.target_policy.parameters()))
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
