@@ -21,7 +21,6 @@ from gflownets.envs.dag_data import (erdos_renyi_dag, read_data_csv, sample_disc
                                      sample_linear_gaussian)
 from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior, LocalScore
 from gflownets.errors import ConfigError, DataError, TooManyStates
-from gflownets.figures import plot_matrices
 from gflownets.measures.structure import auroc, edge_marginals, expected_shd
 
 
@@ -267,6 +266,8 @@ class DAG(DiscreteEnv):
 
     def extra_plots(self, run, folder: Path) -> list[Path]:
         """plots/edge_marginals.png: learned vs exact (or sampled) edge marginals and the true graph."""
+        from gflownets.figures import plot_matrices  # matplotlib: only when plotting
+
         panels = []
         graph = run.graph
         if graph is not None:

@@ -11,7 +11,6 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig, draw_device
 from gflownets.errors import ConfigError, TooManyStates
-from gflownets.figures import plot_grid_distributions, plot_grid_policy
 
 
 @dataclasses.dataclass
@@ -120,6 +119,8 @@ class Hypergrid(DiscreteEnv):
         graph = run.graph
         if self.ndim != 2 or graph is None:
             return []
+        from gflownets.figures import plot_grid_distributions, plot_grid_policy  # matplotlib: only when plotting
+
         learned = graph.terminal_distribution(run.eval_policy).cpu().numpy()
         cells = graph.terminal_states.cpu().numpy()
         states = graph.states
