@@ -148,3 +148,11 @@ def test_an_entry_point_registers_an_environment_by_name(tmp_path, monkeypatch, 
     assert run_cli("train", "counter", "--length", 3, *FAST, "--out", out) == 0
     assert "env: counter" in (out / "config.yaml").read_text()
     assert run_cli("evaluate", out) == 0
+
+
+def test_a_run_loaded_with_an_unnamed_reward_keeps_saying_so(tmp_path):
+    """Resuming with a lambda records the lambda (unnamed), never the default reward."""
+    out = tmp_path / "run"
+    Trainer(RunConfig(iters=4, batch_size=4, hidden=8, eval_every=0), out, progress=False).run()
+    run = load_run(out, reward=lambda x: 1.0 + x.sum(dim=1).double())
+    assert run.config.reward.startswith("python:") and "<lambda>" in run.config.reward

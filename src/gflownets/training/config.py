@@ -146,10 +146,8 @@ class RunConfig:
         source = getattr(env, "reward_spec", None)
         if source is not None:
             reward, log_reward = source
-        elif env.reward_fn is not None:
-            reward = spec_of(env.reward_fn) or UNNAMED + _qualified_name(env.reward_fn)
-        elif env.log_reward_fn is not None:
-            log_reward = spec_of(env.log_reward_fn) or UNNAMED + _qualified_name(env.log_reward_fn)
+        else:
+            reward, log_reward = _recorded(env.reward_fn), _recorded(env.log_reward_fn)
         return dataclasses.replace(self, env=environment_name(env), preset=None, reward=reward,
                                    log_reward=log_reward, env_args=dataclasses.asdict(env.config))
 
@@ -267,8 +265,7 @@ class RunConfig:
                                   "Python, the function or the environment) to evaluate or sample it")
             functions.append(load_object(spec, flag.lstrip("-")) if isinstance(spec, str) else spec)
         env = environment_class(self.env)(self.env_config(), reward_fn=functions[0], log_reward_fn=functions[1])
-        env.reward_spec = tuple(spec if isinstance(spec, str) else spec_of(spec) for spec in
-                                (reward_spec, log_reward_spec))
+        env.reward_spec = tuple(_recorded(spec) for spec in (reward_spec, log_reward_spec))
         return env
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -320,8 +317,13 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _qualified_name(fn: Any) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+def _recorded(reward: Any) -> str | None:
+    """How a config records a reward: its "module:function" spec, or for a function that no
+    spec names again (a lambda, a closure), a marker with its name."""
+    if reward is None or isinstance(reward, str):
+        return reward
+    name = f"{getattr(reward, '__module__', '?')}.{getattr(reward, '__qualname__', type(reward).__name__)}"
+    return spec_of(reward) or UNNAMED + name
 
 
 _dataclass_init = RunConfig.__init__
