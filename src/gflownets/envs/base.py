@@ -85,7 +85,7 @@ class DiscreteEnv(abc.ABC):
     #: (None: no check); a property where it depends on the config
     value_range: ClassVar[tuple[int, int] | None] = None
 
-    def __init__(self, config: EnvConfig | None = None, reward_fn: RewardFn | None = None,
+    def __init__(self, config: EnvConfig | None = None, *, reward_fn: RewardFn | None = None,
                  log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **options: Any):
         """`config`: an instance of the class's `Config`; or none, and its fields as keyword
         `options` (`Hypergrid(ndim=2, height=4)`). `reward_fn` returns rewards,
