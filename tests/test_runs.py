@@ -108,10 +108,13 @@ def test_a_custom_environment_trains_samples_and_evaluates_through_the_cli(tmp_p
     assert summary["env"] == "counter" and summary["l1"] < 0.1, summary
     assert (out / "plots" / "distribution.png").is_file()
     assert f"env: {spec}" in (out / "config.yaml").read_text()
+    # a run folder does not import the environment's module by itself: the user names it
     capsys.readouterr()
-    assert run_cli("evaluate", out) == 0
+    assert run_cli("evaluate", out) == 1
+    assert f"--env {spec}" in capsys.readouterr().err
+    assert run_cli("evaluate", out, "--env", spec) == 0
     assert json.loads(capsys.readouterr().out)["l1"] == pytest.approx(summary["l1"], abs=1e-12)
-    assert run_cli("sample", out, "-n", 20, "--out", tmp_path / "c.csv") == 0
+    assert run_cli("sample", out, "-n", 20, "--env", spec, "--out", tmp_path / "c.csv") == 0
     rows = (tmp_path / "c.csv").read_text().splitlines()
     assert rows[0] == "x0,log_reward" and len(rows) == 21
     assert run_cli("train", spec, "--help") == 0 and "--length" in capsys.readouterr().out
@@ -156,3 +159,111 @@ def test_a_run_loaded_with_an_unnamed_reward_keeps_saying_so(tmp_path):
     Trainer(RunConfig(iters=4, batch_size=4, hidden=8, eval_every=0), out, progress=False).run()
     run = load_run(out, reward=lambda x: 1.0 + x.sum(dim=1).double())
     assert run.config.reward.startswith("python:") and "<lambda>" in run.config.reward
+
+
+def test_a_run_folder_does_not_import_the_environment_module_it_names(tmp_path, monkeypatch, capsys):
+    """A checkpoint edited to name a module next to the user's shell: `evaluate` refuses before
+    importing anything (the module would announce itself by writing a file)."""
+    out = tmp_path / "run"
+    Trainer(RunConfig(iters=3, batch_size=4, hidden=8, eval_every=0), out, progress=False).run()
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["config"]["env"] = state["env"]["env"] = "planted_module:Env"
+    torch.save(state, out / "checkpoint.pt")
+    (tmp_path / "planted_module.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("evaluate", out) == 1 and run_cli("sample", out, "--out", tmp_path / "x.csv") == 1
+    assert "--env planted_module:Env" in capsys.readouterr().err
+    assert not (tmp_path / "imported").exists()
+
+
+def test_an_environment_class_that_cannot_be_imported_needs_its_instance(tmp_path):
+    """A subclass defined in __main__ (a script, a notebook) is recorded as such, not as the
+    built-in it derives from, and loading the run needs the instance again."""
+    peaked = type("Peaked", (Hypergrid,), {"__module__": "__main__",
+                                           "default_log_reward": lambda self, s: s.sum(dim=1).double() * 0.5})
+    out = tmp_path / "run"
+    summary = Trainer(RunConfig(iters=20, batch_size=8, hidden=16, eval_every=0), out, env=peaked(ndim=2, height=4),
+                      progress=False).run()
+    assert "python:__main__.Peaked" in (out / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="Peaked.*pass the environment instance"):
+        load_run(out)
+    assert load_run(out, env=peaked(ndim=2, height=4)).evaluate()["log_z_true"] == summary["log_z_true"]
+
+
+def test_the_reward_floor_is_recorded(tmp_path):
+    def sparse(x):
+        return (x.sum(dim=1) == 6).double()
+
+    out = tmp_path / "run"
+    env = Hypergrid(ndim=2, height=4, reward_fn=sparse, reward_floor=1e-3)
+    summary = Trainer(RunConfig(iters=5, batch_size=4, hidden=8, eval_every=0), out, env=env, progress=False).run()
+    assert "reward_floor: 0.001" in (out / "config.yaml").read_text()
+    assert load_run(out, reward=sparse).evaluate()["log_z_true"] == pytest.approx(summary["log_z_true"], abs=1e-12)
+
+
+def test_resume_may_switch_batch_sources_and_the_reward_kind(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "hypergrid", "--ndim", 2, "--height", 4, "--replay-size", 30, "--replay-batch", 4,
+                   *FAST, "--out", out) == 0
+    for iters, extra in ((30, ["--replay-size", 8]), (40, ["--mutations", 3]),
+                         (50, ["--replay-size", 0, "--replay-batch", 0])):
+        assert run_cli("train", "hypergrid", "--resume", *map(str, extra), "--iters", iters, "--quiet",
+                       "--out", out) == 0, (extra, capsys.readouterr().err)
+        assert json.loads((out / "summary.json").read_text())["iterations"] == iters
+    reward_run = tmp_path / "reward"
+    assert run_cli("train", "hypergrid", "--ndim", 2, "--height", 4, "--reward", "plugins.user_code:squares",
+                   *FAST, "--out", reward_run) == 0
+    (tmp_path / "log_squares.py").write_text("def log_squares(x):\n    return (1.0 + x.double().pow(2).sum(dim=1)).log()\n")
+    import sys
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert run_cli("train", "hypergrid", "--resume", "--log-reward", "log_squares:log_squares", "--iters", 30,
+                       "--quiet", "--out", reward_run) == 0, capsys.readouterr().err
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "log_reward: log_squares:log_squares" in (reward_run / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("text, match", [("seed: null\n", "seed must be of type int, got None"),
+                                         ("iters: null\n", "iters must be of type int"),
+                                         ("env_args: [1, 2]\n", "env_args must be a mapping")])
+def test_config_file_values_of_the_wrong_kind_are_one_line_errors(tmp_path, capsys, text, match):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    assert run_cli("train", "hypergrid", "--config", path, "--quiet", "--out", tmp_path / "run") == 1
+    assert match in capsys.readouterr().err
+
+
+def test_config_refuses_what_it_could_not_record_or_would_ignore(tmp_path):
+    with pytest.raises(ConfigError, match="reward is recorded in the run's files"):
+        RunConfig(reward=squares).validate()
+    data = tmp_path / "objects.csv"
+    data.write_text("x0,x1\n1,2\n")
+    with pytest.raises(ConfigError, match="replay does not apply to offline training"):
+        RunConfig(offline=str(data), replay_size=10).validate()
+
+
+def test_an_objective_registered_outside_the_package_is_accepted():
+    from gflownets.objectives import OBJECTIVES, Objective, register, trajectory_balance
+
+    @register
+    class HalfTB(Objective):
+        name = "half-tb"
+
+        def loss(self, policy, batch):
+            return 0.5 * trajectory_balance(policy, batch)
+
+    try:
+        summary = Trainer(RunConfig(objective="half-tb", iters=5, batch_size=4, hidden=8, eval_every=0),
+                          progress=False).run()
+        assert summary["objective"] == "half-tb"
+    finally:
+        del OBJECTIVES["half-tb"]
+
+
+def test_compile_with_a_wrapped_source_still_compiles_before_the_clock():
+    """The compiled sampler is found inside the replay wrapper: compiled before training, and its
+    time reported as compile_seconds, not training time."""
+    summary = Trainer(RunConfig(env_args=dict(ndim=2, height=3), iters=3, batch_size=4, hidden=8, eval_every=0,
+                                compile=True, replay_size=8, replay_batch=2), progress=False).run()
+    assert summary["compile_seconds"] > 0

@@ -117,15 +117,18 @@ def train() -> None:
     trains your own DiscreteEnv subclass."""
 
 
-_reward_options = [
+_run_options = [
     click.option("--reward", "reward", help="module:function giving the rewards of the run's reward "
                  "function (required for runs trained with a Python reward function)"),
     click.option("--log-reward", "log_reward", help="module:function giving log-rewards, instead of --reward"),
+    click.option("--env", "env", help="module:Class of the run's environment (required for runs on an "
+                 "environment class of your own: a run folder does not import code by itself)"),
+    click.option("--device", "device", help="load the run on this device (default: where it was trained)"),
 ]
 
 
-def _with_reward_options(command):
-    for option in reversed(_reward_options):
+def _with_run_options(command):
+    for option in reversed(_run_options):
         command = option(command)
     return command
 
@@ -137,11 +140,11 @@ def _with_reward_options(command):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--exploration", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="mix the policy with uniform actions (to make exploratory data sets)")
-@_with_reward_options
+@_with_run_options
 def sample(run_dir: str, n: int, out: str, seed: int, exploration: float, reward: str | None,
-           log_reward: str | None) -> None:
+           log_reward: str | None, env: str | None, device: str | None) -> None:
     """Draw N finished objects from a trained run; one per row with its log_reward."""
-    trainer = load_run(run_dir, reward=reward, log_reward=log_reward)
+    trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device)
     objects, log_rewards = trainer.sample(n, seed=seed, exploration=exploration)
     write_objects_csv(out, trainer.env, objects, log_rewards)
     click.echo(f"wrote {n} objects to {out}")
@@ -151,10 +154,11 @@ def sample(run_dir: str, n: int, out: str, seed: int, exploration: float, reward
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--samples", type=click.IntRange(min=0), default=0, show_default=True,
               help="also measure the metrics on this many samples")
-@_with_reward_options
-def evaluate(run_dir: str, samples: int, reward: str | None, log_reward: str | None) -> None:
+@_with_run_options
+def evaluate(run_dir: str, samples: int, reward: str | None, log_reward: str | None, env: str | None,
+             device: str | None) -> None:
     """Recompute a run's metrics from its checkpoint and print them as JSON."""
-    trainer = load_run(run_dir, reward=reward, log_reward=log_reward)
+    trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device)
     result = {"env": trainer.env.name, "objective": trainer.config.objective,
               "reward": trainer.config.reward_description(), "iterations": trainer.step,
               **trainer.evaluate(samples)}

@@ -16,6 +16,9 @@ from gflownets.errors import ConfigError
 
 #: the entry-point group under which other packages register environment classes
 ENTRY_POINT_GROUP = "gflownets.environments"
+#: the prefix of a record of a class or function that no "module:name" reaches again (defined in
+#: __main__, a notebook, a lambda): using the run again needs the object itself
+UNNAMED = "python:"
 
 
 def load_object(spec: str, what: str) -> Any:
@@ -60,6 +63,9 @@ def registered_environments() -> dict[str, type[DiscreteEnv]]:
 
 def environment_class(name: str) -> type[DiscreteEnv]:
     """The environment class for a registered name or a "module:Class" spec."""
+    if name.startswith(UNNAMED):
+        raise ConfigError(f"the environment {name[len(UNNAMED):]} was a class that cannot be imported by name "
+                          "(defined in __main__ or a notebook); pass the environment instance (env=...)")
     if ":" in name:
         cls = load_object(name, "environment")
     else:
@@ -80,9 +86,15 @@ def environment_class(name: str) -> type[DiscreteEnv]:
 
 def environment_name(env: DiscreteEnv) -> str:
     """What a config records for an environment instance: its registered name where that names
-    its class, else "module:Class" (or its bare name when the class cannot be imported)."""
+    its class, else "module:Class", else (a class defined in __main__) an UNNAMED marker."""
     cls = type(env)
-    known = registered_environments()
-    if known.get(env.name) is cls or (not isinstance(known.get(env.name, cls), type)):
-        return env.name
-    return spec_of(cls) or env.name
+    registered = registered_environments().get(env.name)
+    if registered is cls or (registered is not None and not isinstance(registered, type)):
+        return env.name  # (an entry point: the installed package's class)
+    return spec_of(cls) or f"{UNNAMED}{cls.__module__}.{cls.__qualname__}"
+
+
+def is_named_by_user_code(name: str) -> bool:
+    """Whether an environment name points at code outside the installed packages ("module:Class"
+    or an unnamed class): a run folder that records one does not import it by itself."""
+    return ":" in name

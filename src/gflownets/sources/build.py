@@ -12,8 +12,7 @@ from gflownets.sources.base import BatchSource, Observer, OnPolicy
 from gflownets.sources.local_search import LocalSearch
 from gflownets.sources.mutations import MutationChains
 from gflownets.sources.offline import Offline
-from gflownets.sources.replay import Replay
-from gflownets.sources.replay import ReplayBuffer
+from gflownets.sources.replay import Replay, ReplayBuffer
 
 
 def build_source(config: Any, env: DiscreteEnv, policy: Policy, observe: Observer | None = None,

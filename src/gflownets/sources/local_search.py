@@ -43,4 +43,4 @@ class LocalSearch:
         return {"inner": self.inner.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state["inner"])
+        self.inner.load_state_dict(state.get("inner", state))

@@ -55,6 +55,7 @@ class MutationChains:
         return {"inner": self.inner.state_dict(), "chains": chains}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state["inner"])
-        if state["chains"] is not None:
+        # a run resumed with mutations newly switched on has no chains saved: they start afresh
+        self.inner.load_state_dict(state.get("inner", state))
+        if state.get("chains") is not None:
             self.chains, self.chain_log_rewards = (x.to(self.env.device) for x in state["chains"])

@@ -72,10 +72,12 @@ class ReplayBuffer:
                 "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:
-        self.size = len(state["objects"])
-        self.objects[:self.size] = state["objects"].to(self.device)
-        self.log_rewards[:self.size] = state["log_rewards"].to(self.device)
-        self.cursor = state["cursor"]
+        """A saved buffer; one larger than this capacity (a resumed run that shrank it) keeps its
+        first `capacity` objects (for "best", the best ones)."""
+        self.size = min(len(state["objects"]), self.capacity)
+        self.objects[:self.size] = state["objects"][:self.size].to(self.device)
+        self.log_rewards[:self.size] = state["log_rewards"][:self.size].to(self.device)
+        self.cursor = state["cursor"] % self.capacity
 
 
 class Replay:
@@ -101,5 +103,7 @@ class Replay:
         return {"inner": self.inner.state_dict(), "buffer": self.buffer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state["inner"])
-        self.buffer.load_state_dict(state["buffer"])
+        # a run resumed with replay newly switched on has no buffer saved: it starts empty
+        self.inner.load_state_dict(state.get("inner", state))
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,9 @@ import yaml
 from gflownets.envs import DiscreteEnv
 from gflownets.errors import ConfigError
 from gflownets.objectives import OBJECTIVES
-from gflownets.registry import environment_class, environment_name, load_object, spec_of
+from gflownets.registry import UNNAMED, environment_class, environment_name, is_named_by_user_code, load_object, spec_of
 from gflownets.sources.replay import KEEP
 
-#: a reward recorded from Python that no "module:function" names: evaluating the run again needs it
-UNNAMED = "python:"
 #: choices of the fields that have a fixed set of values (the CLI offers the same lists)
 CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"], "backward_policy": ["learned", "uniform"],
            "replay_keep": list(KEEP)}
@@ -42,6 +42,33 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         return kind(float(value)) if kind is int else kind(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be of type {kind.__name__}, got {value!r}") from None
+
+
+def _field_kinds(cls: type) -> dict[str, tuple[type | None, bool]]:
+    """Each dataclass field's (scalar type, None allowed), read from its annotation; the type is
+    None for fields that are not bool/int/float/str (left as they are)."""
+    hints = typing.get_type_hints(cls)
+    kinds = {}
+    for f in dataclasses.fields(cls):
+        hint = hints.get(f.name, type(f.default))
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        scalars = [a for a in args if a in (bool, int, float, str)]
+        kinds[f.name] = (scalars[0] if len(scalars) == 1 else None, type(None) in args)
+    return kinds
+
+
+def _coerce_fields(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """`values` (a subset of `cls`'s fields) as their annotated types; None only where allowed."""
+    kinds = _field_kinds(cls)
+    out = dict(values)
+    for name, value in values.items():
+        kind, optional = kinds.get(name, (None, True))
+        if value is None:
+            if not optional:
+                raise ConfigError(f"{where}{name} must be of type {kind.__name__ if kind else 'value'}, got None")
+        elif kind is not None:
+            out[name] = _coerce(f"{where}{name}", value, kind)
+    return out
 
 
 def _field(default: Any, help: str) -> Any:
@@ -101,6 +128,8 @@ class RunConfig:
     reward: str | None = _field(None, "module:function returning rewards R(x) >= 0 of a batch of objects "
                                       "(rows as in the CSV form), instead of the environment's default")
     log_reward: str | None = _field(None, "module:function returning log-rewards, instead of --reward")
+    reward_floor: float | None = _field(None, "clamp rewards from below at this value (> 0 allows zero rewards; "
+                                              "default: the environment's own)")
 
     # ------------------------------------------------------------------ resolution
     @classmethod
@@ -124,13 +153,21 @@ class RunConfig:
                 raise ConfigError(f"config file {file} is for env {data['env']!r}, but the command trains {env!r}")
         else:
             data = {}
+        if checkpoint is not None and ("reward" in options or "log_reward" in options):
+            data["reward"] = data["log_reward"] = None  # the reward named now replaces the saved one
         data.update(options)
         data["env"] = env
-        data["env_args"] = {**(data.get("env_args") or {}), **env_options}
+        saved_args = data.get("env_args") or {}
+        if not isinstance(saved_args, dict):
+            raise ConfigError(f"env_args must be a mapping, got {saved_args!r}")
+        data["env_args"] = {**saved_args, **env_options}
         return cls.from_dict(data, where=f"config file {file}" if file is not None else "config")
 
     def apply_recipe(self, given: set[str]) -> None:
         """Set the environment's recipe (`run_defaults`) on every field not in `given`."""
+        self._given = set(given)
+        if given >= {f.name for f in dataclasses.fields(self)}:
+            return  # a complete config (a checkpoint's, `dataclasses.replace`): nothing to fill
         try:
             recipe = environment_class(self.env).run_defaults
         except ConfigError:
@@ -142,14 +179,21 @@ class RunConfig:
     def describing(self, env: DiscreteEnv) -> RunConfig:
         """This config for a user's environment instance: what it is and how its reward is
         defined, instead of what the config named."""
-        reward = log_reward = None
         source = getattr(env, "reward_spec", None)
         if source is not None:
             reward, log_reward = source
         else:
             reward, log_reward = _recorded(env.reward_fn), _recorded(env.log_reward_fn)
-        return dataclasses.replace(self, env=environment_name(env), preset=None, reward=reward,
-                                   log_reward=log_reward, env_args=dataclasses.asdict(env.config))
+        name = environment_name(env)
+        described = dataclasses.replace(self, env=name, preset=None, reward=reward, log_reward=log_reward,
+                                        reward_floor=env.reward_floor, env_args=dataclasses.asdict(env.config))
+        if name != self.env:  # another environment than the config named: its recipe, as RunConfig(env=...)
+            given = getattr(self, "_given", set())
+            recipe = getattr(type(env), "run_defaults", {})
+            for key, value in recipe.items():
+                if key not in given:
+                    setattr(described, key, value)
+        return described
 
     def require_named_reward(self, reward: Any, log_reward: Any, where: str) -> None:
         """A saved run trained with a reward function of the user's: refuse to go on unless the
@@ -162,6 +206,16 @@ class RunConfig:
         hint = f" ({flag} {recorded})" if not recorded.startswith(UNNAMED) else " module:function"
         raise ConfigError(f"{where} was trained with the reward function {shown}, not the environment's default: "
                           f"name it again with {flag}{hint}, or in Python load_run(..., {flag[2:].replace('-', '_')}=...)")
+
+    def require_named_environment(self, named: str | None, where: str) -> None:
+        """A saved run on an environment class of the user's ("module:Class"): refuse to import
+        it unless the caller names it again (`named`)."""
+        if not is_named_by_user_code(self.env) or named is not None:
+            return
+        hint = "pass the environment instance (env=...)" if self.env.startswith(UNNAMED) else \
+            f"name it again with --env {self.env} (in Python load_run(..., env=...))"
+        raise ConfigError(f"{where} was trained on the environment class {self.env.removeprefix(UNNAMED)}, "
+                          f"which a run folder does not import by itself: {hint}")
 
     def reward_description(self) -> str:
         if self.reward is not None:
@@ -190,7 +244,7 @@ class RunConfig:
         self.env_config().validate()
 
     def _validate_training(self) -> None:
-        for key, allowed in CHOICES.items():
+        for key, allowed in {**CHOICES, "objective": sorted(OBJECTIVES)}.items():  # objectives: as registered now
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         positive = ["batch_size", "hidden", "layers", "lr", "lr_logz", "temperature", "subtb_lambda"]
@@ -208,6 +262,8 @@ class RunConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not 0.0 <= self.target_decay < 1.0:
             raise ConfigError(f"target_decay must be in [0, 1), got {self.target_decay!r}")
+        if self.reward_floor is not None and not (math.isfinite(self.reward_floor) and self.reward_floor >= 0):
+            raise ConfigError(f"reward_floor must be a finite value >= 0, got {self.reward_floor!r}")
         if not 0.0 <= self.exploration <= 1.0:
             raise ConfigError(f"exploration (gamma) must be in [0, 1], got {self.exploration!r}")
         if self.replay_batch > 0 and self.replay_size == 0:
@@ -221,6 +277,14 @@ class RunConfig:
             raise ConfigError(f"offline data file not found: {self.offline}")
         if self.reward is not None and self.log_reward is not None:
             raise ConfigError("give reward or log_reward, not both")
+        for key in ("reward", "log_reward"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                raise ConfigError(f"{key} is recorded in the run's files, so it must be a 'module:function' "
+                                  f"string; pass a Python function through the environment instead "
+                                  f"(Hypergrid(reward_fn=f), Trainer(config, env=env)), got {getattr(self, key)!r}")
+        if self.offline is not None and self.replay_size:
+            raise ConfigError("replay does not apply to offline training: every batch already comes from the "
+                              "data set (set replay_size 0)")
         self._validate_device()
 
     def _validate_device(self) -> None:
@@ -244,9 +308,7 @@ class RunConfig:
         env_cls = environment_class(self.env)
         args = dict(env_cls.presets[self.preset]) if self.preset else {}
         args.update(self.env_args)
-        for f in dataclasses.fields(env_cls.Config):
-            if f.name in args:
-                args[f.name] = _coerce(f"{self.env} option {f.name}", args[f.name], type(f.default))
+        args = _coerce_fields(env_cls.Config, args, f"{self.env} option ")
         return env_cls.Config(**args)
 
     def build_env(self, reward: Any = None, log_reward: Any = None) -> DiscreteEnv:
@@ -264,7 +326,9 @@ class RunConfig:
                                   f"which cannot be imported by name: pass {flag} module:function (or, in "
                                   "Python, the function or the environment) to evaluate or sample it")
             functions.append(load_object(spec, flag.lstrip("-")) if isinstance(spec, str) else spec)
-        env = environment_class(self.env)(self.env_config(), reward_fn=functions[0], log_reward_fn=functions[1])
+        floor = {} if self.reward_floor is None else {"reward_floor": self.reward_floor}
+        env = environment_class(self.env)(self.env_config(), reward_fn=functions[0], log_reward_fn=functions[1],
+                                          **floor)
         env.reward_spec = tuple(_recorded(spec) for spec in (reward_spec, log_reward_spec))
         return env
 
@@ -290,14 +354,11 @@ class RunConfig:
 
     def coerce_types(self) -> None:
         """YAML and click hand over strings, ints and floats loosely: make each field its type."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None or f.name == "env_args":
-                continue
-            kind = type(f.default) if f.default is not None else str
-            setattr(self, f.name, _coerce(f.name, value, kind))
         if not isinstance(self.env_args, dict):
             raise ConfigError(f"env_args must be a mapping, got {self.env_args!r}")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "env_args"}
+        for name, value in _coerce_fields(RunConfig, values, "").items():
+            setattr(self, name, value)
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:

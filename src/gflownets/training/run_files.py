@@ -1,7 +1,8 @@
 """The files of a run folder: config.yaml, metrics.jsonl, checkpoint.pt, summary.json, plots/.
-Every write is atomic (a crash leaves the old file or the new one), and checkpoints hold plain
-tensors and data only: they load with `weights_only=True`, so a run folder someone else made
-cannot execute code."""
+Every file but the metrics log is written atomically (a crash leaves the old file or the new
+one); the log is appended to, and a line torn by a crash is dropped on resume. Checkpoints hold
+plain tensors and data only: they load with `weights_only=True`, so a run folder someone else
+made cannot execute code."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ class RunFiles:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.folder / "config.yaml", config_yaml)
         if self.metrics_path.exists():
-            kept = [line for line in self.metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
+            kept = [line for line in self.metrics_path.read_text(errors="replace").splitlines()
+                    if _step_of(line) is not None and _step_of(line) <= step]
             atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
         self._metrics = open(self.metrics_path, "a")
 
@@ -63,6 +64,15 @@ class RunFiles:
 
     def save_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.folder / "summary.json", summary)
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a metrics line; None for a blank or torn one (a crash mid-append)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record.get("step") if isinstance(record, dict) else None
 
 
 def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:

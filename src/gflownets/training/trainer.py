@@ -125,7 +125,7 @@ class Trainer:
         cfg = self.config
         if self.files is not None:
             self.files.start(cfg.dump(), self.step)
-        warm_up = getattr(self.source, "warm_up", None)
+        warm_up = self._source_hook("warm_up")
         if warm_up is not None and self.step < self.total_iters:
             if self.progress:  # compile before the clock starts; its time is reported on its own
                 tqdm.write(f"compiling the {self.env.name} rollout (torch.compile) ...")
@@ -181,7 +181,7 @@ class Trainer:
             "iterations": self.step,
             "seconds": self.train_seconds,
             "iterations_per_second": self.step / self.train_seconds if self.train_seconds else None,
-            "compile_seconds": getattr(self.source, "compile_seconds", 0.0),
+            "compile_seconds": self._source_hook("compile_seconds") or 0.0,
             "batch_size": self.config.batch_size,
         }
         summary.update(self.evaluate(self.config.final_samples))
@@ -220,6 +220,14 @@ class Trainer:
         by `seed`; objects in the environment's tensor form (`env.objects_to_rows` gives rows)."""
         objects = self.sample_objects(n, torch.Generator(device=self.device).manual_seed(seed), exploration)
         return objects, self.env.log_reward(objects)
+
+    def _source_hook(self, name: str) -> Any:
+        """`name` of the first source in the chain that has it (the compiled sampler's `warm_up`
+        and `compile_seconds`), else None."""
+        source = self.source
+        while source is not None and not hasattr(source, name):
+            source = getattr(source, "inner", None)
+        return getattr(source, name, None)
 
     def find_source(self, kind: type) -> Any:
         """The batch source of type `kind` in the composed chain (None if there is none)."""
@@ -275,7 +283,11 @@ class Trainer:
         if state.get("device", "cpu") == self.device.type:  # random streams continue only on the same kind of device
             self.generator.set_state(state["generator"].cpu())
             torch.set_rng_state(state["torch_rng"].cpu())
-        self.source.load_state_dict(state["source"])
+        try:
+            self.source.load_state_dict(state["source"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: the saved batch sources do not fit this config "
+                                  f"(replay, mutations, local search or offline options changed?): {err!r}") from None
         if self.modes is not None and state["modes_found"] is not None:
             self.modes.found = state["modes_found"]
 
@@ -285,21 +297,27 @@ def _describe(env_state: dict[str, Any]) -> str:
     return f"{env_state['env']}({args})"
 
 
-def load_run(run_dir: str | Path, *, env: DiscreteEnv | None = None, reward: Any = None,
+def load_run(run_dir: str | Path, *, env: DiscreteEnv | str | None = None, reward: Any = None,
              log_reward: Any = None, device: str | None = None) -> Trainer:
     """A finished or interrupted run, restored from its checkpoint, to sample from
-    (`load_run(dir).sample(n)`) or evaluate. A run trained with a reward function of the user's
-    needs that function named again: `reward` / `log_reward` (a callable or "module:function"),
-    or the environment instance `env`. A run folder never imports code by itself, and a run is
-    never silently scored with the environment's default reward instead."""
+    (`load_run(dir).sample(n)`) or evaluate. A run folder never imports code by itself: a run
+    trained with a reward function of the user's needs it named again (`reward` / `log_reward`:
+    a callable or "module:function", or the environment instance `env`), and a run on an
+    environment class of the user's needs `env` (the instance, or "module:Class"). A run is
+    never silently scored with the environment's default reward instead. `device`: where to
+    load it (default: where it was trained)."""
     state = load_checkpoint_file(Path(run_dir) / "checkpoint.pt")
     config = RunConfig.from_dict(state["config"], where="checkpoint config")
     config = dataclasses.replace(config, offline=None)  # the data file is not needed to use the model
     if device is not None:
         config = dataclasses.replace(config, device=device)
-    if env is not None and (reward is not None or log_reward is not None):
-        raise ConfigError("give the environment instance (with its reward) or reward/log_reward, not both")
-    if env is None:
+    if isinstance(env, DiscreteEnv):
+        if reward is not None or log_reward is not None:
+            raise ConfigError("give the environment instance (with its reward) or reward/log_reward, not both")
+    else:
+        config.require_named_environment(env, f"run {run_dir}")
+        if env is not None:
+            config = dataclasses.replace(config, env=env)
         config.require_named_reward(reward, log_reward, f"run {run_dir}")
         env = config.build_env(reward=reward, log_reward=log_reward)
     return Trainer(config, run_dir, env=env, progress=False, resume=True)
