@@ -267,3 +267,17 @@ def test_compile_with_a_wrapped_source_still_compiles_before_the_clock():
     summary = Trainer(RunConfig(env_args=dict(ndim=2, height=3), iters=3, batch_size=4, hidden=8, eval_every=0,
                                 compile=True, replay_size=8, replay_batch=2), progress=False).run()
     assert summary["compile_seconds"] > 0
+
+
+def test_divergence_is_a_one_line_error_naming_the_step(tmp_path, capsys):
+    """A learning rate far too high: the run stops with a TrainingError that names the step (no
+    IndexError from sampling non-finite logits), and the CLI prints one line."""
+    from gflownets.errors import TrainingError
+
+    trainer = Trainer(RunConfig(lr=1e3, iters=50, eval_every=0), progress=False)
+    with pytest.raises(TrainingError, match=r"(loss became|outputs stopped being finite).*step \d+"):
+        trainer.run()
+    assert run_cli("train", "hypergrid", "--lr", 1000, "--iters", 50, "--quiet", "--out", tmp_path / "x") == 1
+    assert "training diverged" in capsys.readouterr().err
+    assert run_cli("train", "hypergrid", "--r0", "inf", "--quiet", "--out", tmp_path / "y") == 1
+    assert "r0 must be a finite value > 0" in capsys.readouterr().err

@@ -25,5 +25,9 @@ class CheckpointError(GFlowNetError):
     """A missing checkpoint or one written for another environment."""
 
 
+class TrainingError(GFlowNetError):
+    """Training diverged: the loss or the policy's weights stopped being finite."""
+
+
 class TooManyStates(GFlowNetError):
     """An environment too large to enumerate: exact evaluation is skipped, nothing else is."""

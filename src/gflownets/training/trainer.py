@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ import torch
 from tqdm import tqdm
 
 from gflownets.envs.base import DiscreteEnv
-from gflownets.errors import CheckpointError, ConfigError
+from gflownets.errors import CheckpointError, ConfigError, TrainingError
 from gflownets.evaluation.evaluator import evaluate, mode_tracker, sample_objects
 from gflownets.evaluation.exact import try_state_graph
 from gflownets.objectives import OBJECTIVES
 from gflownets.policies import MLPPolicy, Policy, TabularPolicy
+from gflownets.policies.distributions import MASKED_LOGIT
 from gflownets.sampling.trajectories import Trajectories
 from gflownets.sources import build_source
 from gflownets.training.config import RunConfig
@@ -97,11 +99,32 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
     def train_step(self) -> float:
         """One optimiser step on a fresh batch (kept as `last_batch` for callers that inspect it)."""
-        batch = self.last_batch = self.source.sample(self.generator)
-        loss = self.gradient_step(batch)
+        try:
+            batch = self.last_batch = self.source.sample(self.generator)
+        except (IndexError, RuntimeError) as err:  # what sampling from non-finite logits ends in
+            self._refuse_diverged(err)
+            raise
+        loss = float(self.gradient_step(batch).detach())
+        if not math.isfinite(loss):
+            raise TrainingError(f"the loss became {loss} at step {self.step + 1}: training diverged (a learning "
+                                "rate too high, or rewards too extreme?); the last checkpoint is intact")
         self.optimizer.step()
         self._update_averages()
-        return float(loss.detach())
+        return loss
+
+    @torch.no_grad()
+    def _refuse_diverged(self, cause: Exception) -> None:
+        """Sampling failed: a TrainingError if the policy's outputs on the last batch's states are
+        no longer finite or reach the scale of the masked logit (then forbidden actions win),
+        else nothing (the caller re-raises the original error)."""
+        finite = all(bool(torch.isfinite(p).all()) for p in self.parameters)
+        if finite and self.last_batch is not None:
+            logits = self.policy.forward_logits(self.last_batch.states[self.last_batch.valid])
+            finite = bool(torch.isfinite(logits).all()) and float(logits.abs().max()) < abs(MASKED_LOGIT) / 10
+        if not finite:
+            raise TrainingError(f"the policy's outputs stopped being finite after step {self.step}: training "
+                                "diverged (a learning rate too high, or rewards too extreme?); the last "
+                                "checkpoint is intact") from cause
 
     def autograd_step(self, batch: Trajectories) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
