@@ -280,4 +280,4 @@ def test_divergence_is_a_one_line_error_naming_the_step(tmp_path, capsys):
     assert run_cli("train", "hypergrid", "--lr", 1000, "--iters", 50, "--quiet", "--out", tmp_path / "x") == 1
     assert "training diverged" in capsys.readouterr().err
     assert run_cli("train", "hypergrid", "--r0", "inf", "--quiet", "--out", tmp_path / "y") == 1
-    assert "r0 must be a finite value > 0" in capsys.readouterr().err
+    assert "r0 must be > 0 and finite" in capsys.readouterr().err

@@ -29,7 +29,7 @@ class HypergridConfig(EnvConfig):
         if self.height < 2:
             raise ConfigError(f"height must be >= 2, got {self.height}")
         if not (self.r0 > 0 and np.isfinite(self.r0)):
-            raise ConfigError(f"r0 must be a finite value > 0 (every object needs a positive reward), got {self.r0}")
+            raise ConfigError(f"r0 must be > 0 and finite (every object needs a positive reward), got {self.r0}")
         for name in ("r1", "r2"):
             value = getattr(self, name)
             if not value >= 0 or not np.isfinite(value):
