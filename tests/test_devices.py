@@ -56,10 +56,6 @@ CASES = {
                             replay_keep="best", mutations=4, local_search=1),
 }
 
-#: files of the lead's layer whose CPU-only factories are known and listed for fixing; an audit
-#: that finds one of these only (and nothing else) is an expected failure, not an error
-PENDING: set[str] = set()
-
 
 def config(case: str, device: str = "cpu", **overrides) -> RunConfig:
     return RunConfig(**{**COMMON, **CASES[case], "device": device, **overrides})
@@ -112,12 +108,8 @@ class ImplicitDevices(TorchFunctionMode):
 
 
 def check(audit: ImplicitDevices) -> None:
-    """Fail on any finding outside PENDING; an expected failure when only PENDING files remain."""
-    unexpected = sorted(f for f in audit.found if f.split(":")[0] not in PENDING)
-    assert not unexpected, "implicit CPU tensors:\n" + "\n".join(unexpected)
-    pending = sorted(audit.found)
-    if pending:
-        pytest.xfail("implicit CPU tensors in files listed as PENDING:\n" + "\n".join(pending))
+    """Fail on any finding: every tensor the package makes names its device."""
+    assert not audit.found, "implicit CPU tensors:\n" + "\n".join(sorted(audit.found))
 
 
 # ---------------------------------------------------------------------------------------- (1) training

@@ -91,8 +91,9 @@ class DiscreteEnv(abc.ABC):
         `options` (`Hypergrid(ndim=2, height=4)`). `reward_fn` returns rewards,
         `log_reward_fn` log-rewards, for a batch of objects (as `objects_to_rows` describes
         them), which it receives as a CPU LongTensor whatever the environment's device; what it
-        returns (a tensor on any device, an array, a list) is moved to the states' device. Zero rewards are an error unless `reward_floor` > 0, which clamps every reward
-        from below. Then `setup(config)` builds the environment."""
+        returns (a tensor on any device, an array, a list) is moved to the states' device. Zero
+        rewards are an error unless `reward_floor` > 0, which clamps every reward from below.
+        Then `setup(config)` builds the environment."""
         config = self._make_config(config, options)
         config.validate()
         if reward_fn is not None and log_reward_fn is not None:
@@ -325,7 +326,6 @@ class DiscreteEnv(abc.ABC):
                               f"first: {', '.join(f'{r} -> {v}' for r, v in zip(rows, shown))}")
 
     def _check_actions(self, states, actions, mask, direction: str) -> None:
-        actions = torch.as_tensor(actions, device=states.device)
         in_range = (actions >= 0) & (actions < mask.shape[1])
         allowed = in_range.clone()
         allowed[in_range] = mask[in_range].gather(1, actions[in_range, None]).squeeze(1)

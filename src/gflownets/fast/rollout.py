@@ -25,6 +25,7 @@ from gflownets.fast.closed_form import KeptRollout
 from gflownets.policies.base import Policy
 from gflownets.policies.distributions import exploration_probs, move_log_probs
 from gflownets.sampling.trajectories import PAD, Trajectories
+from gflownets.sources.base import Stateless
 
 
 class FixedStepRollout(NamedTuple):
@@ -120,7 +121,7 @@ def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[to
     return d_log_pf, d_log_pb, valid, log_ratio_sums
 
 
-class CompiledSampler:
+class CompiledSampler(Stateless):
     """On-policy batches of `batch_size` trajectories (a batch source, like `sources.OnPolicy`)
     from one compiled graph. Same distribution as `sample_forward`, another random stream: it
     draws all of a batch's uniforms from the generator in one call. With `keep`, the rollout also
@@ -196,9 +197,3 @@ class CompiledSampler:
 
     def __call__(self, n: int | None = None, generator: torch.Generator | None = None) -> Trajectories:
         return self.sample(generator, n)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from types import SimpleNamespace
 
 from gflownets.objectives.balance import (DetailedBalance, SubTrajectoryBalance, TrajectoryBalance,
                                           detailed_balance, subtrajectory_balance, trajectory_balance)
@@ -29,13 +30,8 @@ def get_objective(name: str, subtb_lambda: float = 0.9, target: Policy | None = 
     if name not in OBJECTIVES:
         raise KeyError(f"unknown objective {name!r}; choose from {sorted(OBJECTIVES)}")
     if options is None:
-        options = _Options(subtb_lambda=subtb_lambda)
+        options = SimpleNamespace(subtb_lambda=subtb_lambda)
     return OBJECTIVES[name](options, target=target)
-
-
-class _Options:
-    def __init__(self, **values: object):
-        self.__dict__.update(values)
 
 
 def estimated_log_z(policy: Policy, objective: str) -> float:

@@ -172,6 +172,9 @@ class RunConfig:
             recipe = environment_class(self.env).run_defaults
         except ConfigError:
             return  # validate() names the unknown environment
+        self._fill(recipe, given)
+
+    def _fill(self, recipe: dict[str, Any], given: set[str]) -> None:
         for key, value in recipe.items():
             if key not in given:
                 setattr(self, key, value)
@@ -188,11 +191,7 @@ class RunConfig:
         described = dataclasses.replace(self, env=name, preset=None, reward=reward, log_reward=log_reward,
                                         reward_floor=env.reward_floor, env_args=dataclasses.asdict(env.config))
         if name != self.env:  # another environment than the config named: its recipe, as RunConfig(env=...)
-            given = getattr(self, "_given", set())
-            recipe = getattr(type(env), "run_defaults", {})
-            for key, value in recipe.items():
-                if key not in given:
-                    setattr(described, key, value)
+            described._fill(type(env).run_defaults, getattr(self, "_given", set()))
         return described
 
     def require_named_reward(self, reward: Any, log_reward: Any, where: str) -> None:

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,20 +245,21 @@ class Trainer:
         objects = self.sample_objects(n, torch.Generator(device=self.device).manual_seed(seed), exploration)
         return objects, self.env.log_reward(objects)
 
+    def _sources(self) -> Iterator[Any]:
+        """The composed chain of batch sources, outermost first."""
+        source = self.source
+        while source is not None:
+            yield source
+            source = getattr(source, "inner", None)
+
     def _source_hook(self, name: str) -> Any:
         """`name` of the first source in the chain that has it (the compiled sampler's `warm_up`
         and `compile_seconds`), else None."""
-        source = self.source
-        while source is not None and not hasattr(source, name):
-            source = getattr(source, "inner", None)
-        return getattr(source, name, None)
+        return next((getattr(s, name) for s in self._sources() if hasattr(s, name)), None)
 
     def find_source(self, kind: type) -> Any:
         """The batch source of type `kind` in the composed chain (None if there is none)."""
-        source = self.source
-        while source is not None and not isinstance(source, kind):
-            source = getattr(source, "inner", None)
-        return source
+        return next((s for s in self._sources() if isinstance(s, kind)), None)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
