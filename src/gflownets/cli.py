@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+import torch
+from tqdm import tqdm
 
 from gflownets.errors import CheckpointError, ConfigError, GFlowNetError
 from gflownets.registry import environment_class, registered_environments
-from gflownets.training import RunConfig, Trainer, load_checkpoint_file, load_run
+from gflownets.textfiles import read_text
+from gflownets.training import RunConfig, Trainer, distributed, load_checkpoint_file, load_run
 from gflownets.training.config import CHOICES
-from gflownets.training.io import write_objects_csv
+from gflownets.evaluation.evaluator import SAMPLE_CHUNK
+from gflownets.limits import require_disk_space
+from gflownets.training.io import write_objects_csv_chunks
 
 #: other spellings users know an option by
 ALIASES = {"exploration": ["--epsilon", "--gamma"]}
@@ -67,23 +73,38 @@ def _make_train_command(env_name: str) -> click.Command:
         click.Option(["--config", "config_file"], type=click.Path(dir_okay=False),
                      help="YAML file of options (command-line options override it)"),
         click.Option(["--resume"], is_flag=True, help="continue the run in --out from its checkpoint"),
+        click.Option(["--overwrite"], is_flag=True, help="replace the run that --out already holds"),
+        _ACCEPT_CHANGED_DATA,
         click.Option(["--quiet"], is_flag=True, help="no progress bar and no summary on stdout"),
     ]
 
     @click.pass_context
-    def command(ctx: click.Context, out: str, config_file: str | None, resume: bool, quiet: bool,
-                **_: Any) -> None:
+    def command(ctx: click.Context, out: str, config_file: str | None, resume: bool, overwrite: bool,
+                accept_changed_data: bool, quiet: bool, **_: Any) -> None:
+        if not out.strip():
+            raise click.BadParameter("must name a folder, not an empty string", param_hint="--out")
         out_dir = Path(out)
         checkpoint = None
         if resume:
             if not (out_dir / "checkpoint.pt").is_file():
                 raise CheckpointError(f"--resume: no checkpoint.pt in {out_dir}")
-            checkpoint = load_checkpoint_file(out_dir / "checkpoint.pt")["config"]
+            checkpoint = load_checkpoint_file(out_dir / "checkpoint.pt").get("config")
+            if not isinstance(checkpoint, dict):
+                raise CheckpointError(f"{out_dir / 'checkpoint.pt'} holds no run config")
         config = RunConfig.resolve(env_name, file=config_file, checkpoint=checkpoint,
                                    options=_explicit(ctx, [f.name for f in run_fields]),
                                    env_options=_explicit(ctx, [f.name for f in env_fields]))
-        trainer = Trainer(config, out_dir, progress=not quiet, resume=resume)
-        summary = trainer.run()
+        config = dataclasses.replace(config, device=distributed.start(config.device))  # torchrun: join the group
+        main_rank = distributed.current_ranks().is_main
+        quiet = quiet or not main_rank
+        try:
+            trainer = Trainer(config, out_dir, progress=not quiet, resume=resume, overwrite=overwrite,
+                              accept_changed_data=accept_changed_data)
+            if checkpoint is not None and not quiet:  # the checkpoint fits: say what changes
+                _echo_changes(checkpoint, config.to_dict())
+            summary = trainer.run()
+        finally:
+            distributed.stop()
         if not quiet:
             summary.pop("env_args", None)
             click.echo(json.dumps(summary, indent=2))
@@ -91,6 +112,19 @@ def _make_train_command(env_name: str) -> click.Command:
     return click.Command(env_name, params=params, callback=command,
                          help=(env_cls.__doc__ or "").strip().splitlines()[0] if env_cls.__doc__ else None,
                          short_help=f"train on {env_name}")
+
+
+_ACCEPT_CHANGED_DATA = click.Option(
+    ["--accept-changed-data"], is_flag=True,
+    help="go on although a data file of the run (--offline, an environment's --data) changed since its checkpoint")
+
+
+def _echo_changes(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Say which settings a resumed run changes (they apply from the next iteration)."""
+    changed = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in now.items()
+               if key != "env_args" and saved.get(key) != value]
+    if changed:
+        click.echo("resuming with changed settings, applied from the next iteration: " + ", ".join(changed), err=True)
 
 
 class _TrainGroup(click.Group):
@@ -124,6 +158,7 @@ _run_options = [
     click.option("--env", "env", help="module:Class of the run's environment (required for runs on an "
                  "environment class of your own: a run folder does not import code by itself)"),
     click.option("--device", "device", help="load the run on this device (default: where it was trained)"),
+    click.option("--accept-changed-data", is_flag=True, help=_ACCEPT_CHANGED_DATA.help),
 ]
 
 
@@ -142,11 +177,18 @@ def _with_run_options(command):
               help="mix the policy with uniform actions (to make exploratory data sets)")
 @_with_run_options
 def sample(run_dir: str, n: int, out: str, seed: int, exploration: float, reward: str | None,
-           log_reward: str | None, env: str | None, device: str | None) -> None:
-    """Draw N finished objects from a trained run; one per row with its log_reward."""
-    trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device)
-    objects, log_rewards = trainer.sample(n, seed=seed, exploration=exploration)
-    write_objects_csv(out, trainer.env, objects, log_rewards)
+           log_reward: str | None, env: str | None, device: str | None, accept_changed_data: bool) -> None:
+    """Draw N finished objects from a trained run; one per row with its log_reward. They are
+    drawn and written a chunk at a time (memory does not grow with N), into a temporary file that
+    replaces --out once complete; the rows are those of Trainer.sample(N, seed)."""
+    trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device,
+                       accept_changed_data=accept_changed_data)
+    # a row is at least one digit and a separator per column, and a log_reward such as "0.0" and CRLF
+    require_disk_space(f"-n {n} rows", n * (2 * len(trainer.env.object_columns) + 5), out, "draw fewer objects")
+    chunks = trainer.sample_chunks(n, seed=seed, exploration=exploration, chunk=SAMPLE_CHUNK)
+    with tqdm(total=n, unit="objects", unit_scale=True, desc="sampling", disable=n <= SAMPLE_CHUNK,
+              dynamic_ncols=True) as bar:
+        write_objects_csv_chunks(out, trainer.env, chunks, progress=bar.update)
     click.echo(f"wrote {n} objects to {out}")
 
 
@@ -156,9 +198,10 @@ def sample(run_dir: str, n: int, out: str, seed: int, exploration: float, reward
               help="also measure the metrics on this many samples")
 @_with_run_options
 def evaluate(run_dir: str, samples: int, reward: str | None, log_reward: str | None, env: str | None,
-             device: str | None) -> None:
+             device: str | None, accept_changed_data: bool) -> None:
     """Recompute a run's metrics from its checkpoint and print them as JSON."""
-    trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device)
+    trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device,
+                       accept_changed_data=accept_changed_data)
     result = {"env": trainer.env.name, "objective": trainer.config.objective,
               "reward": trainer.config.reward_description(), "iterations": trainer.step,
               **trainer.evaluate(samples)}
@@ -178,7 +221,7 @@ def report(run_dirs: tuple[str, ...]) -> None:
         path = Path(run_dir) / "summary.json"
         if not path.is_file():
             raise CheckpointError(f"no summary.json in {run_dir}")
-        summary = json.loads(path.read_text())
+        summary = _read_summary(path)
         rows.append([run_dir] + [_cell(summary.get(key)) for key in REPORT_COLUMNS])
     header = ["run", *REPORT_COLUMNS]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -186,10 +229,47 @@ def report(run_dirs: tuple[str, ...]) -> None:
         click.echo("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
 
 
+def _read_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json as a mapping; a CheckpointError naming the file if it is not one
+    (a run folder copied half-way, edited by hand, or written by another program)."""
+    text = read_text(path, CheckpointError, "summary file")
+    try:
+        summary = json.loads(text)
+    except ValueError as err:  # JSONDecodeError
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(summary, dict):
+        raise CheckpointError(f"{path} must hold a JSON object of metrics, not {type(summary).__name__}")
+    return summary
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _one_line(text: str) -> str:
+    """An error message as the one line the CLI promises (a YAML parser's or a user's message
+    may span several)."""
+    return " ".join(text.split())
+
+
+def _os_error_text(err: OSError) -> str:
+    """What failed on which file, as `mkdir` or `cp` would say it."""
+    files = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    reason = err.strerror or _one_line(str(err)) or type(err).__name__
+    return f"{files}: {reason}" if files else reason
+
+
+def _out_of_memory_text(err: BaseException) -> str | None:
+    """The message for an allocation that failed (Python's MemoryError, torch's CPU allocator's
+    or CUDA's out-of-memory RuntimeError), naming the sizes to reduce; None for other errors."""
+    if not (isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(err)):
+        return None
+    asked = re.search(r"allocate (\d+) bytes", str(err))
+    size = f" (an allocation of {int(asked.group(1)) / 2**30:.3g} GiB)" if asked else ""
+    return (f"out of memory{size}: reduce --batch-size, --hidden or --layers, the environment's size, or the "
+            "samples drawn (--eval-samples, --final-samples, sample -n)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +283,16 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {err.format_message()}", err=True)
         return err.exit_code
     except GFlowNetError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {_one_line(str(err))}", err=True)
+        return getattr(err, "exit_code", 1)
+    except OSError as err:  # a file that cannot be written or read: a full disk, a read-only folder
+        click.echo(f"error: {_os_error_text(err)}", err=True)
+        return 1
+    except (MemoryError, RuntimeError) as err:
+        message = _out_of_memory_text(err)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
         return 1
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

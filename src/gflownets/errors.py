@@ -31,3 +31,12 @@ class TrainingError(GFlowNetError):
 
 class TooManyStates(GFlowNetError):
     """An environment too large to enumerate: exact evaluation is skipped, nothing else is."""
+
+
+class Interrupted(GFlowNetError):
+    """SIGINT or SIGTERM stopped training after a checkpoint; `exit_code` follows the shell's
+    128 + signal number convention."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

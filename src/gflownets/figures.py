@@ -2,10 +2,18 @@
 package), so that environments can draw their own figures: `plot_matrices` (heatmaps of square
 matrices), `plot_distribution_scatter` (learned vs target probabilities), and for 2-D grids
 `plot_grid_distributions` (side-by-side heatmaps) and `plot_grid_policy` (policies as arrows).
-Every function writes one PNG file and returns its path."""
+Every function writes one PNG file and returns its path.
+
+Each refuses a figure larger than it can draw (`MAX_CELLS`, `MAX_POINTS`, `MAX_ARROWS`) with
+`PlotSkipped` before allocating anything for it; `skipped_plots` turns that into one line on
+stderr, so a run's other plots and files are still written. Callers that compute costly inputs
+call the same check (`check_points`, `check_heatmap`, `check_arrows`) first."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +21,60 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+#: the most cells of one heatmap: a 1000 x 1000 grid (the figure has ~500 pixels a side; the
+#: 2-D probe that crashed, 1414 x 1414, needed more than 9 GB)
+MAX_CELLS = 1_000_000
+#: the most points of a scatter plot or of a training curve
+MAX_POINTS = 1_000_000
+#: the most arrows of a policy plot: a 200 x 200 grid (~3 s); more are thinner than a pixel and
+#: matplotlib keeps a few kB per arrow
+MAX_ARROWS = 40_000
+
+
+class PlotSkipped(ValueError):
+    """A plot that is not drawn (`out`), and why (`reason`): raised before anything is
+    allocated for it, reported by `skipped_plots`."""
+
+    def __init__(self, out: Path, reason: str):
+        super().__init__(f"{out}: {reason}")
+        self.out, self.reason = Path(out), reason
+
+
+def check_plot_size(out: Path, count: int, limit: int, what: str) -> None:
+    """PlotSkipped unless `count` `what` (cells, points, arrows) are within `limit`."""
+    if count > limit:
+        raise PlotSkipped(out, f"{count} {what}, more than the {limit} it draws")
+
+
+def check_points(out: Path, n: int) -> None:
+    """The limit of a scatter plot or curve of `n` points."""
+    check_plot_size(out, n, MAX_POINTS, "points")
+
+
+def check_heatmap(out: Path, side: int) -> None:
+    """The limit of a side x side heatmap."""
+    check_plot_size(out, side ** 2, MAX_CELLS, "cells in a heatmap")
+
+
+def check_arrows(out: Path, n: int) -> None:
+    """The limit of a policy plot of `n` cells, each with its arrows."""
+    check_plot_size(out, n, MAX_ARROWS, "cells of arrows")
+
+
+def skip_plot(out: Path, reason: str) -> None:
+    """One line on stderr: which plot is not drawn (named by its folder and file) and why."""
+    out = Path(out)
+    print(f"skipped {out.parent.name}/{out.name}: {reason}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def skipped_plots() -> Iterator[None]:
+    """Runs the code of one plot; where it raises PlotSkipped, says so (`skip_plot`) and goes on."""
+    try:
+        yield
+    except PlotSkipped as skipped:
+        skip_plot(skipped.out, skipped.reason)
 
 
 def _array(values, dtype=None) -> np.ndarray:
@@ -25,6 +87,7 @@ def _array(values, dtype=None) -> np.ndarray:
 def plot_distribution_scatter(learned: np.ndarray, target: np.ndarray, out: Path) -> Path:
     """Learned against target probability of each object, on log axes, with the diagonal."""
     learned, target = _array(learned), _array(target)
+    check_points(out, len(target))
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ax.scatter(target, learned, s=8, alpha=0.6)
     low = max(min(target.min(), learned.min()), 1e-12)
@@ -41,6 +104,7 @@ def plot_distribution_scatter(learned: np.ndarray, target: np.ndarray, out: Path
 def plot_matrices(panels: list[tuple[str, np.ndarray]], labels: list[str], out: Path) -> Path:
     """Side-by-side heatmaps of square matrices in [0, 1] (e.g. edge marginals P(i -> j)):
     rows are sources, columns targets, each cell annotated with its value."""
+    check_heatmap(out, len(labels))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 4.0), squeeze=False,
                              layout="constrained")
     n = len(labels)
@@ -77,6 +141,7 @@ def plot_grid_distributions(coords: np.ndarray, learned: np.ndarray, target: np.
     coords = _array(coords, dtype=np.int64)
     learned, target = _array(learned), _array(target)
     height = int(coords.max()) + 1 if height is None else int(height)
+    check_heatmap(out, height)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
     vmax = max(learned.max(), target.max())
     for ax, values, title in ((axes[0], target, "target R(x)/Z"), (axes[1], learned, "learned P(x)")):
@@ -101,6 +166,7 @@ def plot_grid_policy(coords: np.ndarray, forward: np.ndarray, backward: np.ndarr
     xy = _array(coords)
     pf, pb = _array(forward), _array(backward)
     height = int(xy.max()) + 1 if height is None else int(height)
+    check_arrows(out, len(xy))
     zero = np.zeros(len(xy))
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     kw = dict(angles="xy", scale_units="xy", scale=2.2, width=0.006)

@@ -1,6 +1,7 @@
 """Plots of a run: training curves for every run; learned vs target distribution where the
 state graph is exact; whatever the environment adds with its `extra_plots` hook (which draws
-with the array-level primitives of `gflownets.figures`)."""
+with the array-level primitives of `gflownets.figures`). A plot too large to draw is skipped with
+one line on stderr saying which and why; the others, and the run, go on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gflownets.figures import plot_distribution_scatter  # noqa: E402
+from gflownets.figures import check_points, plot_distribution_scatter, skipped_plots  # noqa: E402
 
 
 def write_plots(run: Any, folder: Path) -> list[Path]:
@@ -23,18 +24,28 @@ def write_plots(run: Any, folder: Path) -> list[Path]:
     come first; the generic learned-vs-target scatter `distribution.png` is drawn unless the
     environment wrote a file of that name itself (the 2-D hypergrid draws heatmaps there)."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [plot_training_curves(run.out_dir / "metrics.jsonl", folder / "training.png")]
-    extra = [Path(path) for path in run.env.extra_plots(run, folder)]
+    written: list[Path] = []
+    with skipped_plots():
+        written.append(plot_training_curves(run.out_dir / "metrics.jsonl", folder / "training.png"))
+    extra: list[Path] = []
+    with skipped_plots():  # environments skip their own plots one by one; this catches the others
+        extra = [Path(path) for path in run.env.extra_plots(run, folder)]
     graph = run.graph
     if graph is not None and not any(path.name == "distribution.png" for path in extra):
-        learned = graph.terminal_distribution(run.eval_policy).cpu().numpy()
-        written.append(plot_distribution_scatter(learned, graph.target.cpu().numpy(), folder / "distribution.png"))
+        with skipped_plots():
+            out = folder / "distribution.png"
+            check_points(out, len(graph.terminal_ids))  # before the exact pass
+            learned = graph.terminal_distribution(run.eval_policy).cpu().numpy()
+            written.append(plot_distribution_scatter(learned, graph.target.cpu().numpy(), out))
     return written + extra
 
 
 def plot_training_curves(metrics_path: Path, out: Path) -> Path:
     """Loss and distance to the target; when the log has them, modes found and the top-k
     reward/score of samples (sequence environments) in extra panels."""
+    if metrics_path.exists():
+        with open(metrics_path) as handle:
+            check_points(out, sum(1 for _ in handle))  # before reading them all
     lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
     records = [json.loads(line) for line in lines if line.strip()]
     top_keys = sorted({k for r in records for k in r if k.startswith("top") and

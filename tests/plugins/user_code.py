@@ -5,6 +5,8 @@ and reward functions."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 
 import torch
 
@@ -69,3 +71,20 @@ def fails_on_far_corner(objects: torch.Tensor) -> torch.Tensor:
     if ((objects[:, 0] == 5) & (objects[:, 1] == 5)).any():
         raise KeyError("no price for (5, 5)")
     return torch.ones(len(objects), dtype=torch.float64)
+
+
+#: the 2-D objects on which `trap` misbehaves: it raises on the first, ends its process on the
+#: second (as a crash in native code would) and hangs on the third
+TRAP_RAISES, TRAP_EXITS, TRAP_HANGS = (6, 7), (0, 7), (7, 0)
+
+
+def trap(objects: torch.Tensor) -> torch.Tensor:
+    """`squares`, except on the TRAP objects: a reward as reward workers must report its failures."""
+    rows = {tuple(row) for row in objects.tolist()}
+    if TRAP_EXITS in rows:
+        os._exit(3)
+    if TRAP_HANGS in rows:
+        time.sleep(600)
+    if TRAP_RAISES in rows:
+        raise KeyError(f"no price for {TRAP_RAISES}")
+    return squares(objects)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from gflownets.errors import ActionError, ConfigError, DataError, GFlowNetError, RewardError, TooManyStates
+from gflownets.textfiles import shown
 
 RewardFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,6 +43,50 @@ def draw_device(generator: torch.Generator | None, like: torch.Tensor) -> torch.
     """Where a random draw goes: the generator's device (a generator draws on its own device
     only), else the device of `like` (the tensor the draw will be combined with)."""
     return generator.device if generator is not None else like.device
+
+
+def user_values(result: Any, n: int, what: str) -> torch.Tensor:
+    """What a user's `what` function returned for `n` objects, as a float64 tensor of shape
+    (n,) on the device it came on. Accepted: a tensor, a NumPy array or a list/tuple of real
+    numbers, of shape (n,) or (n, 1) (a model's output column). Anything else (a scalar, None,
+    text, an (n, 2) table, a list of another length, complex numbers) is a RewardError saying
+    what came back and what is expected, never a broadcast or a silent reshape. A tensor that
+    requires grad is detached, not refused: rewards are training targets, never differentiated
+    through, and an attached graph would only keep its memory alive."""
+    expected = f"expected a 1-D float tensor or array of {n} value(s), one per object"
+    if isinstance(result, torch.Tensor):
+        values = result.detach()
+        kind = _a(f"{str(values.dtype).removeprefix('torch.')} tensor")
+    elif isinstance(result, (np.ndarray, list, tuple)):
+        try:
+            array = np.asarray(result)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise RewardError(f"{what} function returned {_a(type(result).__name__)} that is not an array of "
+                              f"numbers ({err}); {expected}") from None
+        container = "NumPy array" if isinstance(result, np.ndarray) else type(result).__name__
+        dtype = {"U": "str", "S": "bytes", "O": "object"}.get(array.dtype.kind, array.dtype.name)
+        kind = _a(f"{container} of {dtype} values")
+        if array.dtype.kind not in "biuf":
+            raise RewardError(f"{what} function returned {kind} {shown(result)}; {expected}")
+        values = torch.from_numpy(array.astype(np.float64))
+    else:
+        got = "None" if result is None else f"{_a(type(result).__name__)} ({shown(result)})"
+        raise RewardError(f"{what} function returned {got}; {expected}")
+    if values.is_complex():
+        raise RewardError(f"{what} function returned {kind}; {expected} (real numbers)")
+    if values.dim() == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.dim() != 1:
+        raise RewardError(f"{what} function returned {kind} of shape {tuple(values.shape)} for {n} objects; "
+                          f"{expected}")
+    if len(values) != n:
+        raise RewardError(f"{what} function returned {len(values)} values for {n} objects; {expected}")
+    return values.to(torch.float64)
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article, for messages that name a type ("an int")."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 @dataclasses.dataclass
@@ -232,6 +277,11 @@ class DiscreteEnv(abc.ABC):
         """Called with an offline run's data set before training; environments that measure
         samples against their training data (novelty) keep it. Default: nothing."""
 
+    def data_files(self) -> list[str]:
+        """Files the environment reads (a data set behind its reward): run folders record their
+        hashes and refuse to resume or evaluate on a changed file. Default: none."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """Identity of this environment, stored in checkpoints to refuse a mismatched resume."""
         return {"env": self.name, **dataclasses.asdict(self.config)}
@@ -277,10 +327,11 @@ class DiscreteEnv(abc.ABC):
 
     def _call_user(self, fn: RewardFn, states: torch.Tensor, what: str) -> torch.Tensor:
         """`fn` on the objects of `states`; an error it raises becomes a RewardError naming the
-        object it fails on (found by bisection; else the first few of the batch) and the error."""
+        object it fails on (found by bisection; else the first few of the batch) and the error,
+        and a result of the wrong kind or shape one saying what came back (`user_values`)."""
         objects = self._objects_for_user(states)
         try:
-            return torch.as_tensor(fn(objects), device=states.device)
+            result = fn(objects)
         except GFlowNetError:
             raise
         except Exception as error:  # noqa: BLE001 - any failure of user code is reported as a RewardError
@@ -291,6 +342,7 @@ class DiscreteEnv(abc.ABC):
                 first = ", ".join(map(str, objects[:3].tolist())) + (", ..." if len(objects) > 3 else "")
                 where = f"on a batch of {len(objects)} object(s) (first: {first})"
             raise RewardError(f"{what} function failed {where}: {type(error).__name__}: {error}") from error
+        return user_values(result, len(objects), what).to(states.device)
 
     @staticmethod
     def _failing_row(fn: RewardFn, objects: torch.Tensor) -> int | None:

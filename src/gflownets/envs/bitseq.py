@@ -30,10 +30,13 @@ import torch
 from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError, DataError
+from gflownets.limits import require_at_most
 from gflownets.measures.distances import hamming_matrix
 
 #: the paper's building blocks of the modes
 BLOCKS = ("00000000", "11111111", "11110000", "00001111", "00111100")
+#: the most modes: they are drawn one by one, and every reward compares each object with all of them
+MAX_MODES = 100_000
 
 
 @dataclasses.dataclass
@@ -56,6 +59,8 @@ class BitSeqConfig(EnvConfig):
                               f"got {self.length}")
         if self.num_modes < 1:
             raise ConfigError(f"num_modes must be >= 1, got {self.num_modes}")
+        require_at_most("num_modes", self.num_modes, MAX_MODES,
+                        "the modes are drawn one by one and every reward compares each object with all of them")
         if self.mode_threshold < 0:
             raise ConfigError(f"mode_threshold must be >= 0, got {self.mode_threshold}")
         if not np.isfinite(self.beta):

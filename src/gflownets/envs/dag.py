@@ -21,7 +21,15 @@ from gflownets.envs.dag_data import (erdos_renyi_dag, read_data_csv, sample_disc
                                      sample_linear_gaussian)
 from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior, LocalScore
 from gflownets.errors import ConfigError, DataError, TooManyStates
+from gflownets.limits import require_at_most
 from gflownets.measures.structure import auroc, edge_marginals, expected_shd
+
+
+#: the most synthetic data samples: the data set (samples x nodes) is generated and scored in memory
+MAX_DATA_SAMPLES = 10_000_000
+#: the most values of a discrete node: a node's counts and synthetic probability tables have a
+#: column per value
+MAX_ARITY = 1000
 
 
 def _field(default, help: str):
@@ -49,6 +57,8 @@ class DAGConfig(EnvConfig):
             raise ConfigError(f"nodes must be in [1, 30], got {self.nodes}")
         if self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
+        require_at_most("samples", self.samples, MAX_DATA_SAMPLES,
+                        "the synthetic data is generated and scored in memory")
         if self.score not in ("bge", "bde"):
             raise ConfigError(f"score must be 'bge' or 'bde', got {self.score!r}")
         if self.data and not Path(self.data).is_file():
@@ -62,6 +72,7 @@ class DAGConfig(EnvConfig):
             raise ConfigError(f"noise_std must be > 0, got {self.noise_std}")
         if self.arity < 2:
             raise ConfigError(f"arity must be >= 2, got {self.arity}")
+        require_at_most("arity", self.arity, MAX_ARITY, "each node's tables have a column per value")
         if not self.ess > 0:
             raise ConfigError(f"ess must be > 0, got {self.ess}")
         if self.max_parents < 0:
@@ -247,6 +258,9 @@ class DAG(DiscreteEnv):
             if area is not None:
                 out["auroc"] = area
         return out
+
+    def data_files(self) -> list[str]:
+        return [self.config.data] if self.config.data else []
 
     def exact_metrics(self, graph: Any, learned: torch.Tensor) -> dict[str, float]:
         """Against the exact posterior: edge_marginal_mae (mean over the d (d - 1) ordered pairs);

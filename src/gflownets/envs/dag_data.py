@@ -4,12 +4,16 @@ Everything is generated locally; nothing is downloaded."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from gflownets.errors import DataError
+from gflownets.errors import ConfigError, DataError
+from gflownets.textfiles import read_csv_rows, shown
+
+#: the most values in the probability table of one node of synthetic discrete data
+#: (arity^(parents + 1): 80 MB of float64 at the limit)
+MAX_TABLE = 10_000_000
 
 
 def erdos_renyi_dag(d: int, expected_edges: float, rng: np.random.Generator) -> np.ndarray:
@@ -60,6 +64,10 @@ def sample_discrete(adjacency: np.ndarray, n: int, rng: np.random.Generator,
     data = np.zeros((n, d), dtype=np.int64)
     for j in topological_order(adjacency):
         parents = np.nonzero(adjacency[:, j])[0]
+        if arity ** (len(parents) + 1) > MAX_TABLE:
+            raise ConfigError(f"synthetic discrete data: node {j} has {len(parents)} parents, so its probability "
+                              f"table would hold arity^{len(parents) + 1} = {arity ** (len(parents) + 1):.3g} values, "
+                              f"more than the limit of {MAX_TABLE}: lower arity or edges_per_node")
         config = np.zeros(n, dtype=np.int64)
         for p in parents:
             config = config * arity + data[:, p]
@@ -71,22 +79,23 @@ def sample_discrete(adjacency: np.ndarray, n: int, rng: np.random.Generator,
 
 def read_data_csv(path: str | Path, discrete: bool) -> tuple[list[str], np.ndarray]:
     """(node names, data) from a CSV whose header names the nodes. Continuous data must be
-    numbers; discrete data may be any labels, coded 0..k-1 per column in sorted order."""
+    numbers; discrete data may be any labels, coded 0..k-1 per column in sorted order. At
+    least two nodes: over one node there is a single graph, nothing to learn (and edge
+    metrics, means over no pairs of nodes, are undefined)."""
     path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err}") from None
+    rows = read_csv_rows(path, DataError, "data file")
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header of node names and at least one data row")
-    names = [cell.strip() for cell in rows[0]]
+    names = rows[0]
     if len(set(names)) != len(names) or not all(names):
-        raise DataError(f"{path}: node names in the header must be distinct and non-empty: {names}")
+        raise DataError(f"{path}: node names in the header must be distinct and non-empty: {shown(names)}")
+    if len(names) < 2:
+        raise DataError(f"{path}: structure learning needs at least 2 nodes (columns), the header names "
+                        f"{len(names)}: {shown(names)}")
     for i, row in enumerate(rows[1:], start=1):
         if len(row) != len(names):
             raise DataError(f"{path}: data row {i} has {len(row)} values, the header {len(names)}")
-    cells = np.array([[cell.strip() for cell in row] for row in rows[1:]])
+    cells = np.array(rows[1:])
     if discrete:
         data = np.zeros(cells.shape, dtype=np.int64)
         for j in range(cells.shape[1]):
@@ -98,7 +107,7 @@ def read_data_csv(path: str | Path, discrete: bool) -> tuple[list[str], np.ndarr
         bad = next((i, j) for i in range(cells.shape[0]) for j in range(cells.shape[1])
                    if not _is_float(cells[i, j]))
         raise DataError(f"{path}: data row {bad[0] + 1}, column {names[bad[1]]}: "
-                        f"{cells[bad]!r} is not a number") from None
+                        f"{shown(str(cells[bad]))} is not a number") from None
     if not np.isfinite(data).all():
         raise DataError(f"{path}: data holds NaN or infinite values")
     return names, data

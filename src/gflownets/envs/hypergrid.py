@@ -11,6 +11,10 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig, draw_device
 from gflownets.errors import ConfigError, TooManyStates
+from gflownets.limits import check_policy_inputs, require_at_most
+
+#: the most dimensions: the table of moves (`_unit`, the fastest form of `_step`) holds ndim^2 integers
+MAX_NDIM = 4096
 
 
 @dataclasses.dataclass
@@ -28,6 +32,10 @@ class HypergridConfig(EnvConfig):
             raise ConfigError(f"ndim must be >= 1, got {self.ndim}")
         if self.height < 2:
             raise ConfigError(f"height must be >= 2, got {self.height}")
+        require_at_most("ndim", self.ndim, MAX_NDIM, "the table of moves holds ndim^2 integers")
+        check_policy_inputs("hypergrid", self.ndim * self.height,
+                            f"ndim * height = {self.ndim} * {self.height} one-hot features; a trajectory also "
+                            "visits up to ndim * (height - 1) + 1 states")
         if not (self.r0 > 0 and np.isfinite(self.r0)):
             raise ConfigError(f"r0 must be > 0 and finite (every object needs a positive reward), got {self.r0}")
         for name in ("r1", "r2"):
@@ -56,8 +64,10 @@ class Hypergrid(DiscreteEnv):
         self.state_shape = (self.ndim,)
         self.max_steps = self.ndim * (self.height - 1) + 1
         self.feature_dim = self.ndim * self.height
-        self._one_hot = torch.eye(self.height)  # row c: the one-hot code of coordinate c
-        self._unit = torch.eye(self.ndim, dtype=torch.long)  # row a: the move of action a
+        # coordinate i's one-hot block starts at column i * height (no height x height table: at
+        # height 1e5 the identity alone would be 40 GB)
+        self._block_start = torch.arange(self.ndim) * self.height
+        self._unit = torch.eye(self.ndim, dtype=torch.long)  # row a: the move of action a (ndim <= MAX_NDIM)
 
     @property
     def value_range(self) -> tuple[int, int]:
@@ -104,8 +114,9 @@ class Hypergrid(DiscreteEnv):
         return (c.r0 + c.r1 * outer.double() + c.r2 * ring.double()).log()
 
     def features(self, states: torch.Tensor) -> torch.Tensor:
-        # one row lookup per coordinate, concatenated: the one-hot code of the whole state
-        return self._one_hot.index_select(0, states.reshape(-1)).view(states.shape[0], self.feature_dim)
+        # the one-hot code of each coordinate, concatenated: a 1 at column i * height + x_i
+        features = torch.zeros(states.shape[0], self.feature_dim, device=states.device)
+        return features.scatter_(1, states + self._block_start, 1.0)
 
     def _enumerate(self) -> torch.Tensor:
         if self.height ** self.ndim > self.max_enumerable_states:
@@ -114,20 +125,35 @@ class Hypergrid(DiscreteEnv):
         return torch.cartesian_prod(*axes).reshape(-1, self.ndim)
 
     def extra_plots(self, run, folder: Path) -> list[Path]:
-        """On a 2-D grid with an exact state graph: plots/distribution.png, the target and
-        learned distributions as heatmaps, and plots/policy.png, P_F and P_B as arrows."""
-        graph = run.graph
-        if self.ndim != 2 or graph is None:
+        """On a 2-D grid, from the exact state graph: plots/distribution.png, the target and
+        learned distributions as heatmaps, and plots/policy.png, P_F and P_B as arrows. Each is
+        skipped, with a line saying why, where the run has no graph or the grid is too large to
+        draw (checked before the policy is evaluated on every cell)."""
+        if self.ndim != 2:
             return []
-        from gflownets.figures import plot_grid_distributions, plot_grid_policy  # matplotlib: only when plotting
+        from gflownets import figures  # matplotlib: only when plotting
 
-        learned = graph.terminal_distribution(run.eval_policy).cpu().numpy()
-        cells = graph.terminal_states.cpu().numpy()
-        states = graph.states
-        forward = np.where(graph.forward_mask.cpu().numpy(),
-                           graph.forward_log_probs(run.eval_policy).exp().cpu().numpy(), 0.0)
-        backward = np.where(self.backward_mask(states).cpu().numpy(),
-                            graph.backward_log_probs(run.eval_policy).exp().cpu().numpy(), 0.0)
-        return [plot_grid_distributions(cells, learned, graph.target.cpu().numpy(), folder / "distribution.png",
-                                        height=self.height),
-                plot_grid_policy(states.cpu().numpy(), forward, backward, folder / "policy.png", height=self.height)]
+        graph = run.graph
+        distribution, policy = folder / "distribution.png", folder / "policy.png"
+        if graph is None:
+            for out in (distribution, policy):
+                figures.skip_plot(out, "drawn from the exact state graph, which this run does not have "
+                                       "(--no-exact, or too many states to evaluate exactly)")
+            return []
+        written = []
+        with figures.skipped_plots():
+            figures.check_heatmap(distribution, self.height)
+            learned = graph.terminal_distribution(run.eval_policy).cpu().numpy()
+            written.append(figures.plot_grid_distributions(graph.terminal_states.cpu().numpy(), learned,
+                                                           graph.target.cpu().numpy(), distribution,
+                                                           height=self.height))
+        with figures.skipped_plots():
+            figures.check_arrows(policy, graph.n_states)
+            states = graph.states
+            forward = np.where(graph.forward_mask.cpu().numpy(),
+                               graph.forward_log_probs(run.eval_policy).exp().cpu().numpy(), 0.0)
+            backward = np.where(self.backward_mask(states).cpu().numpy(),
+                                graph.backward_log_probs(run.eval_policy).exp().cpu().numpy(), 0.0)
+            written.append(figures.plot_grid_policy(states.cpu().numpy(), forward, backward, policy,
+                                                    height=self.height))
+        return written

@@ -28,6 +28,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig, draw_device
 from gflownets.errors import ConfigError, DataError, TooManyStates
+from gflownets.limits import check_policy_inputs
 from gflownets.measures.distances import edit_distance, edit_distance_matrix, hamming_matrix
 from gflownets.measures.diversity import sequence_sample_metrics
 
@@ -47,6 +48,10 @@ class SequenceEnv(DiscreteEnv):
     top_k: int = 100
 
     def _setup(self, vocab_size: int, max_length: int, min_length: int, prepend: bool) -> None:
+        """The shared sizes, first checked (before a subclass builds its tables) against the limit
+        of policy inputs."""
+        check_policy_inputs(self.name, max_length * (vocab_size + 1),
+                            f"max_length * (vocabulary + 1) = {max_length} * {vocab_size + 1} one-hot features")
         self.vocab_size = int(vocab_size)
         self.max_length = int(max_length)
         self.min_length = int(min_length)

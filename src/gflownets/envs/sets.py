@@ -12,6 +12,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.errors import ConfigError, DataError, TooManyStates
+from gflownets.limits import check_policy_inputs
 
 
 @dataclasses.dataclass
@@ -26,6 +27,7 @@ class SetsConfig(EnvConfig):
             raise ConfigError(f"n_items must be >= 1, got {self.n_items}")
         if not 1 <= self.set_size <= self.n_items:
             raise ConfigError(f"set_size must be in [1, n_items={self.n_items}], got {self.set_size}")
+        check_policy_inputs("sets", self.n_items, "one membership flag per item")
         if not np.isfinite(self.beta):
             raise ConfigError(f"beta must be finite, got {self.beta}")
 
@@ -51,7 +53,6 @@ class Sets(DiscreteEnv):
         self.feature_dim = self.n_items
         gen = torch.Generator().manual_seed(config.reward_seed)
         self.item_values = torch.rand(self.n_items, generator=gen, dtype=torch.float64) * 2 - 1
-        self.n_states = sum(math.comb(self.n_items, j) for j in range(self.set_size + 1))
 
     @property
     def initial_state(self) -> torch.Tensor:
@@ -80,8 +81,13 @@ class Sets(DiscreteEnv):
         return states.float()
 
     def _enumerate(self) -> torch.Tensor:
-        if self.n_states > self.max_enumerable_states:
-            raise TooManyStates(f"sets: {self.n_states} states, too many to enumerate")
+        # counted size by size, up to the limit only: the full sum is minutes of bignums for large n
+        n_states = 0
+        for size in range(self.set_size + 1):
+            n_states += math.comb(self.n_items, size)
+            if n_states > self.max_enumerable_states:
+                raise TooManyStates(f"sets: more than {self.max_enumerable_states} states (subsets of up to "
+                                    f"{self.set_size} of {self.n_items} items), too many to enumerate")
         return super()._enumerate()
 
     @property

@@ -10,8 +10,13 @@ import torch
 from gflownets.envs.base import DiscreteEnv
 from gflownets.evaluation.exact import StateGraph
 from gflownets.evaluation.metrics import ModeTracker, distribution_metrics
+from gflownets.limits import MAX_SAMPLES, SAMPLES_WHY, require_at_most
 from gflownets.policies.base import Policy
 from gflownets.sampling.trajectories import sample_forward
+
+#: objects drawn per rollout by `sample_objects`: the generator's stream depends on it, so n objects
+#: drawn in any number of calls whose sizes are multiples of it are the objects of one call
+SAMPLE_CHUNK = 16384
 
 
 def mode_tracker(env: DiscreteEnv, graph: StateGraph | None) -> ModeTracker | None:
@@ -27,7 +32,7 @@ def mode_tracker(env: DiscreteEnv, graph: StateGraph | None) -> ModeTracker | No
 
 
 def sample_objects(env: DiscreteEnv, policy: Policy, n: int, generator: torch.Generator | None,
-                   gamma: float = 0.0, chunk: int = 16384) -> torch.Tensor:
+                   gamma: float = 0.0, chunk: int = SAMPLE_CHUNK) -> torch.Tensor:
     """n finished objects from the policy's P_F (mixed with uniform exploration `gamma`), drawn
     `chunk` at a time."""
     parts = [sample_forward(env, policy, min(chunk, n - i), generator, gamma=gamma).terminal_states
@@ -41,6 +46,7 @@ def evaluate(env: DiscreteEnv, policy: Policy, log_z: float, graph: StateGraph |
     """`log_z` (the objective's estimate), the exact metrics where `graph` is given, the modes
     found so far, and with `n_samples`, the same metrics measured on that many samples (suffix
     `_samples`)."""
+    require_at_most("samples", n_samples, MAX_SAMPLES, SAMPLES_WHY)
     out: dict[str, Any] = {"log_z": log_z}
     if graph is not None:
         learned = graph.terminal_distribution(policy)

@@ -12,6 +12,12 @@ from gflownets.policies.base import Policy, PolicyOutput
 from gflownets.policies.tabular import TabularPolicy
 from gflownets.policies.distributions import masked_log_softmax
 
+#: the most states x steps (`env.max_steps`, the most levels of the graph) exact evaluation takes:
+#: building the graph costs a pass over every state per level (~2e-8 s per state and level on one
+#: core: ~10 s at the limit), and each evaluation runs the policy on every state. A 2-D hypergrid
+#: of side 1414 (2e6 states, 2827 levels) took 113 s and 7 GB; the 4-D 32-grid (1e6 x 125) is in.
+MAX_GRAPH_WORK = 500_000_000
+
 
 class StateGraph:
     """Every reachable state, every forward edge, a topological order and the exact target,
@@ -21,6 +27,11 @@ class StateGraph:
     def __init__(self, env: DiscreteEnv):
         self.env = env
         self.states = env.enumerate_states()
+        work = len(self.states) * env.max_steps
+        if work > MAX_GRAPH_WORK:
+            raise TooManyStates(f"{env.name}: {len(self.states)} states x up to {env.max_steps} levels = {work:.3g}, "
+                                f"more than exact evaluation's limit of {MAX_GRAPH_WORK:.3g}: too many states to "
+                                "evaluate exactly")
         device = self.states.device
         self.index = StateIndex(self.states)
         n = len(self.index)

@@ -8,6 +8,8 @@ from torch import nn
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.envs.indexing import StateIndex
+from gflownets.errors import ConfigError, TooManyStates
+from gflownets.limits import require_memory
 from gflownets.policies.base import Policy, PolicyOutput
 
 
@@ -17,9 +19,17 @@ class TabularPolicy(Policy):
 
     def __init__(self, env: DiscreteEnv, backward: str = "learned", dtype=torch.float32):
         super().__init__(env, backward)
-        self.index = StateIndex(env.enumerate_states())
-        n = len(self.index)
+        try:
+            states = env.enumerate_states()
+        except TooManyStates as err:
+            raise ConfigError(f"a tabular policy has a row per state, so it needs an enumerable environment: "
+                              f"{err} (use the mlp policy)") from None
+        n = len(states)
         device = env.device
+        # its tables (about 2 n_actions values per state), with the gradients and Adam's two moments
+        require_memory(f"a tabular policy over {n} states", 4 * n * 2 * env.n_actions * dtype.itemsize, device,
+                       "use the mlp policy")
+        self.index = StateIndex(states)
         self.forward_table = nn.Parameter(torch.zeros(n, env.n_actions, dtype=dtype, device=device))
         self.backward_table = nn.Parameter(torch.zeros(n, env.n_actions - 1, dtype=dtype, device=device),
                                            requires_grad=backward == "learned")

@@ -25,22 +25,38 @@ class ReplayBuffer:
     prioritised replay): a rare high-reward object, once sampled, keeps being trained on instead
     of being forgotten, which is what finds the last steps to an optimum in sparse landscapes.
     The buffer lives on `device` (the environment's: `build_source` passes `env.device`);
-    objects added from elsewhere are moved there."""
+    objects added from elsewhere are moved there. Its storage grows as it fills (doubling, up to
+    `capacity` rows), so a large capacity costs memory only once it holds that many objects."""
 
     def __init__(self, capacity: int, state_shape: tuple[int, ...], keep: str = "recent",
                  device: str | torch.device = "cpu"):
         if keep not in KEEP:
             raise ValueError(f"replay keep must be one of {KEEP}, got {keep!r}")
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.keep = keep
         self.device = torch.device(device)
-        self.objects = torch.zeros(capacity, *state_shape, dtype=torch.long, device=self.device)
-        self.log_rewards = torch.zeros(capacity, dtype=torch.float64, device=self.device)
+        # rows in use are [0, size); storage beyond them is allocated by `_reserve` as needed
+        self.objects = torch.zeros(0, *state_shape, dtype=torch.long, device=self.device)
+        self.log_rewards = torch.zeros(0, dtype=torch.float64, device=self.device)
         self.size = 0
         self.cursor = 0
 
     def __len__(self) -> int:
         return self.size
+
+    def _reserve(self, rows: int) -> None:
+        """Storage for at least `rows` objects (at most `capacity`): grown by doubling, so that n
+        objects added one batch at a time are copied O(n) times in all."""
+        if rows <= len(self.objects):
+            return
+        grown = min(self.capacity, max(rows, 2 * len(self.objects)))
+        objects = self.objects.new_zeros(grown, *self.objects.shape[1:])
+        log_rewards = self.log_rewards.new_zeros(grown)
+        objects[:self.size] = self.objects[:self.size]
+        log_rewards[:self.size] = self.log_rewards[:self.size]
+        self.objects, self.log_rewards = objects, log_rewards
 
     def add(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> None:
         objects, log_rewards = objects.to(self.device), log_rewards.to(self.device)
@@ -48,6 +64,7 @@ class ReplayBuffer:
             self._add_best(objects, log_rewards)
             return
         n = min(objects.shape[0], self.capacity)
+        self._reserve(min(self.size + n, self.capacity))  # until full, cursor == size: slots are appended
         slots = (self.cursor + torch.arange(n, device=self.device)) % self.capacity
         self.objects[slots] = objects[-n:]
         self.log_rewards[slots] = log_rewards[-n:]
@@ -58,6 +75,7 @@ class ReplayBuffer:
         pool = torch.cat([self.objects[:self.size], objects])
         pool_log_rewards = torch.cat([self.log_rewards[:self.size], log_rewards.to(torch.float64)])
         candidates = top_k_distinct(pool, pool_log_rewards, self.capacity)
+        self._reserve(len(candidates))
         self.size = len(candidates)
         self.objects[:self.size] = pool[candidates]
         self.log_rewards[:self.size] = pool_log_rewards[candidates]
@@ -74,7 +92,9 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict) -> None:
         """A saved buffer; one larger than this capacity (a resumed run that shrank it) keeps its
         first `capacity` objects (for "best", the best ones)."""
-        self.size = min(len(state["objects"]), self.capacity)
+        size = min(len(state["objects"]), self.capacity)
+        self._reserve(size)
+        self.size = size
         self.objects[:self.size] = state["objects"][:self.size].to(self.device)
         self.log_rewards[:self.size] = state["log_rewards"][:self.size].to(self.device)
         self.cursor = state["cursor"] % self.capacity

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import types
 import typing
@@ -18,10 +19,12 @@ import torch
 import yaml
 
 from gflownets.envs import DiscreteEnv
-from gflownets.errors import ConfigError
+from gflownets.errors import CheckpointError, ConfigError
 from gflownets.objectives import OBJECTIVES
 from gflownets.registry import UNNAMED, environment_class, environment_name, is_named_by_user_code, load_object, spec_of
+from gflownets.reward_pool import DEFAULT_TIMEOUT
 from gflownets.sources.replay import KEEP
+from gflownets.textfiles import read_text
 
 #: choices of the fields that have a fixed set of values (the CLI offers the same lists)
 CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"], "backward_policy": ["learned", "uniform"],
@@ -130,6 +133,12 @@ class RunConfig:
     log_reward: str | None = _field(None, "module:function returning log-rewards, instead of --reward")
     reward_floor: float | None = _field(None, "clamp rewards from below at this value (> 0 allows zero rewards; "
                                               "default: the environment's own)")
+    reward_workers: int = _field(0, "score --reward / --log-reward in N worker processes, each batch split "
+                                    "between them, for a reward that is slow to compute (0: in this process)")
+    reward_timeout: float = _field(DEFAULT_TIMEOUT, "seconds the reward workers may take for one batch before "
+                                                    "the run stops with an error")
+    reward_cache: int = _field(0, "remember the rewards of the last N distinct objects scored and never score "
+                                  "them again; only for a reward that depends on the object alone (0: off)")
 
     # ------------------------------------------------------------------ resolution
     @classmethod
@@ -142,6 +151,8 @@ class RunConfig:
         if checkpoint is not None:
             if file is not None:
                 raise ConfigError("--resume continues the run's own config.yaml; do not pass --config too")
+            if not isinstance(checkpoint, dict):
+                raise CheckpointError(f"the checkpoint's config must be a mapping, got {type(checkpoint).__name__}")
             data = dict(checkpoint)
             if data.get("env") != env:
                 raise ConfigError(f"the run holds a {data.get('env')} run, not {env}")
@@ -246,17 +257,21 @@ class RunConfig:
         for key, allowed in {**CHOICES, "objective": sorted(OBJECTIVES)}.items():  # objectives: as registered now
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
-        positive = ["batch_size", "hidden", "layers", "lr", "lr_logz", "temperature", "subtb_lambda"]
+        positive = ["batch_size", "hidden", "layers", "lr", "lr_logz", "temperature", "subtb_lambda",
+                    "reward_timeout"]
         for key in positive:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{key} must be > 0, got {value!r}")
         non_negative = ["iters", "replay_size", "replay_batch", "local_search", "mutations", "epochs",
                         "eval_every", "eval_samples", "final_samples", "checkpoint_every", "log_every",
-                        "threads"]
+                        "threads", "reward_workers", "reward_cache"]
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)!r}")
+        from gflownets.limits import check_run_sizes  # the caps are kept with their reasons in one module
+
+        check_run_sizes(self)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not 0.0 <= self.target_decay < 1.0:
@@ -276,6 +291,10 @@ class RunConfig:
             raise ConfigError(f"offline data file not found: {self.offline}")
         if self.reward is not None and self.log_reward is not None:
             raise ConfigError("give reward or log_reward, not both")
+        if (self.reward_workers or self.reward_cache) and self.reward is None and self.log_reward is None:
+            raise ConfigError("reward_workers and reward_cache serve a reward function of yours (--reward or "
+                              "--log-reward module:function); the environment's default reward is computed in "
+                              "this process, without a cache")
         for key in ("reward", "log_reward"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
                 raise ConfigError(f"{key} is recorded in the run's files, so it must be a 'module:function' "
@@ -343,12 +362,23 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
+        """A config from a mapping of field names to values (a YAML file's, a checkpoint's).
+        Errors are ConfigErrors, or CheckpointErrors where `where` names a checkpoint's config:
+        a checkpoint whose config is missing or malformed is a broken checkpoint."""
+        error = CheckpointError if where.startswith("checkpoint") else ConfigError
+        if not isinstance(data, dict):
+            raise error(f"the {where} must be a mapping of keys to values, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(map(str, set(data) - names))
         if unknown:
-            raise ConfigError(f"unknown {where} key(s): {', '.join(unknown)}")
-        config = cls(**data)  # the recipe fills what `data` does not give
-        config.coerce_types()
+            raise error(f"unknown {where} key(s): {', '.join(unknown)}")
+        try:
+            config = cls(**data)  # the recipe fills what `data` does not give
+            config.coerce_types()
+        except ConfigError as err:
+            if error is ConfigError:
+                raise
+            raise error(f"{where}: {err}") from None
         return config
 
     def coerce_types(self) -> None:
@@ -368,12 +398,18 @@ class RunConfig:
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping; ConfigError naming the file for anything else (binary, not
+    UTF-8, not YAML, too deeply nested, not a mapping)."""
+    text = read_text(path, ConfigError, "config file")
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read config file {path}: {err}") from None
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as err:
+        reason = " ".join(str(err).split()) if isinstance(err, yaml.YAMLError) else "nested too deeply"
+        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values, not {type(data).__name__}")
     return data
 
 
@@ -382,6 +418,7 @@ def _recorded(reward: Any) -> str | None:
     spec names again (a lambda, a closure), a marker with its name."""
     if reward is None or isinstance(reward, str):
         return reward
+    reward = inspect.unwrap(reward)  # the user's function, not the pool or cache serving it
     name = f"{getattr(reward, '__module__', '?')}.{getattr(reward, '__qualname__', type(reward).__name__)}"
     return spec_of(reward) or UNNAMED + name
 

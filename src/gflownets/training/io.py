@@ -3,26 +3,31 @@ offline training reads."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import DataError
+from gflownets.textfiles import read_csv_rows, shown
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`: a reader
     (or a crash) sees the old file or the new one, never half of one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
@@ -39,12 +44,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def make_parent(path: Path) -> None:
+    """Create the folders above `path`; a file in their place is a NotADirectoryError naming
+    it (mkdir would say "File exists" of the file, which reads as if the target existed)."""
+    blocking = next((p for p in path.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(blocking))
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    """`data` as JSON; NaN and infinities (a metric undefined for a run, such as a mean over
+    no values) are written as null, so the file is valid JSON for every reader (bare NaN is
+    not JSON: jq, browsers and most languages refuse it)."""
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def json_safe(data: Any) -> Any:
+    """`data` with every non-finite float, in nested dicts, lists and tuples too, as None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    return data
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
@@ -57,41 +85,92 @@ def write_objects_csv(path: str | Path, env: DiscreteEnv, objects: torch.Tensor,
                       log_rewards: torch.Tensor) -> None:
     """One finished object per row (its columns, then log_reward), with a header; the tensors
     may be on any device."""
-    rows = env.objects_to_rows(objects)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([*env.object_columns, "log_reward"])
-    for row, log_r in zip(rows.tolist(), log_rewards.cpu().tolist()):
-        writer.writerow([*row, repr(float(log_r))])
-    atomic_write_text(path, buffer.getvalue())
+    write_objects_csv_chunks(path, env, [(objects, log_rewards)])
+
+
+def write_objects_csv_chunks(path: str | Path, env: DiscreteEnv,
+                             chunks: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                             progress: Callable[[int], Any] | None = None) -> int:
+    """`write_objects_csv` of objects that arrive in (objects, log-rewards) chunks, drawn as the
+    file is written (`gflownets sample`): each chunk is appended as it comes, so memory holds one
+    chunk whatever the number of rows (each is flushed to the file before the next is drawn), and the file replaces `path` only once complete (an error
+    or an interrupt leaves `path` as it was and no temporary file). `progress(k)` is called after
+    each chunk of k rows. Returns the number of rows written."""
+    written = 0
+    with atomic_open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*env.object_columns, LOG_REWARD_COLUMN])
+        for objects, log_rewards in chunks:
+            rows = env.objects_to_rows(objects)
+            log_rewards = log_rewards.cpu().tolist()
+            writer.writerows([*row, repr(float(log_r))] for row, log_r in zip(rows.tolist(), log_rewards))
+            handle.flush()  # the chunk leaves the process's buffers before the next one is drawn
+            written += len(rows)
+            if progress is not None:
+                progress(len(rows))
+    return written
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """A file to write `path` through, as `atomic_write_bytes` writes it for data written in
+    pieces: a temporary file in the same folder, fsynced and renamed over `path` when the block
+    ends, removed (and `path` untouched) when the block raises or is interrupted."""
+    path = Path(path)
+    make_parent(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+#: the column after an object's columns that `write_objects_csv` adds (ignored when read)
+LOG_REWARD_COLUMN = "log_reward"
+INT64 = np.iinfo(np.int64)
 
 
 def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
-    """Finished objects from a CSV: the first len(object_columns) columns of each row are the
-    object; a header row is allowed, further columns (log_reward, ...) are ignored. Rewards are
-    recomputed by the environment. Errors name the data row (1 = first object) and the value.
-    The objects are on the environment's device."""
-    width = len(env.object_columns)
-    try:
-        with open(path, newline="") as handle:
-            lines = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err}") from None
-    if lines and not _is_int(lines[0][0].strip()):
-        lines = lines[1:]  # header
+    """Finished objects from a CSV in the form `write_objects_csv` writes: the object's columns
+    (`env.object_columns`), optionally followed by log_reward, which is ignored (rewards are
+    recomputed by the environment). A header row is optional; one that is there must name
+    exactly these columns. Without a header, a trailing log_reward must be written as a float
+    (-1.5, 0.0, as `sample` writes it), so that one object column too many is not mistaken for
+    it. Any other column is refused, not dropped: it means the file describes other objects
+    than the environment's. Errors name the data row (1 = first object), the column and the
+    value. The objects are on the environment's device."""
+    columns = env.object_columns
+    width = len(columns)
+    lines = read_csv_rows(path, DataError, "offline data file")
+    header = lines.pop(0) if lines and not _is_number(lines[0][0]) else None
+    if header is not None:
+        _check_header(path, header, env)
     if not lines:
         raise DataError(f"{path}: no objects")
     rows = np.empty((len(lines), width), dtype=np.int64)
-    for r, line in enumerate(lines):
+    for r, line in enumerate(lines, start=1):
         if len(line) < width:
-            raise DataError(f"{path}: row {r + 1} has {len(line)} column(s), "
-                            f"{env.name} objects need {width} ({', '.join(env.object_columns)})")
+            raise DataError(f"{path}: row {r} has {len(line)} column(s), "
+                            f"{env.name} objects need {width} ({_names(columns)})")
+        extra = line[width:]
+        if header is not None and len(line) > len(header):
+            raise DataError(f"{path}: row {r} has {len(line)} values, the header names {len(header)} columns")
+        if header is None and (len(extra) > 1 or (extra and not _is_float_not_int(extra[0]))):
+            raise DataError(f"{path}: row {r} has {len(line)} columns, {env.name} objects have {width} "
+                            f"({_names(columns)}); column {width + 1} ({shown(extra[0])}) is not a "
+                            f"{LOG_REWARD_COLUMN} written as a float: a header row naming the columns "
+                            "says what they are")
         for c in range(width):
-            cell = line[c].strip()
-            if not _is_int(cell):
-                raise DataError(f"{path}: row {r + 1}, column {env.object_columns[c]}: "
-                                f"{cell!r} is not an integer")
-            rows[r, c] = int(cell)
+            rows[r - 1, c] = _int_cell(path, r, columns[c], line[c])
     try:
         objects = env.objects_from_rows(rows).to(env.device)
         env.validate_objects(objects)
@@ -100,9 +179,52 @@ def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
     return objects
 
 
-def _is_int(text: str) -> bool:
+def _check_header(path: str | Path, header: list[str], env: DiscreteEnv) -> None:
+    """Refuse a header that does not name the environment's object columns, then optionally
+    log_reward, naming the first column that differs."""
+    expected = [*env.object_columns, LOG_REWARD_COLUMN]
+    wanted = f"{env.name} objects have the columns {_names(env.object_columns)}, then optionally {LOG_REWARD_COLUMN}"
+    for i, name in enumerate(header):
+        if i >= len(expected):
+            raise DataError(f"{path}: the header has an extra column {shown(name)}; {wanted}")
+        if name != expected[i]:
+            raise DataError(f"{path}: column {i + 1} of the header is {shown(name)}, not "
+                            f"{expected[i]!r}; {wanted}")
+    if len(header) < len(env.object_columns):
+        raise DataError(f"{path}: the header names {len(header)} column(s); {wanted}")
+
+
+def _names(columns: list[str]) -> str:
+    """Column names for a message: all of a few, the first and last of many."""
+    return ", ".join(columns) if len(columns) <= 8 else f"{', '.join(columns[:4])}, ..., {columns[-1]}"
+
+
+def _int_cell(path: str | Path, row: int, column: str, cell: str) -> int:
+    """The integer a cell holds; DataError naming the row and column if it holds none that
+    fits in 64 bits."""
     try:
-        int(text)
-        return True
+        value = int(cell)
+    except ValueError:
+        raise DataError(f"{path}: row {row}, column {column}: {shown(cell)} is not an integer") from None
+    if not INT64.min <= value <= INT64.max:
+        raise DataError(f"{path}: row {row}, column {column}: {shown(cell)} is out of range "
+                        "(object entries are 64-bit integers)")
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
     except ValueError:
         return False
+    return True
+
+
+def _is_float_not_int(text: str) -> bool:
+    """Whether `text` is a number written as a float (what `write_objects_csv` writes as a
+    log_reward), not as an integer (what an object column holds)."""
+    try:
+        int(text)
+    except ValueError:
+        return _is_number(text)
+    return False

@@ -6,7 +6,10 @@ made cannot execute code."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from gflownets.training.io import atomic_torch_save, atomic_write_json, atomic_w
 
 #: bumped whenever the checkpoint layout changes; older ones are refused with a clear error
 CHECKPOINT_FORMAT = 2
+#: what makes a folder a run folder (and what `--overwrite` removes)
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "summary.json")
 
 
 class RunFiles:
@@ -38,10 +43,23 @@ class RunFiles:
     def metrics_path(self) -> Path:
         return self.folder / "metrics.jsonl"
 
+    def holds_run(self) -> bool:
+        """Whether the folder already holds (part of) a run."""
+        return any((self.folder / name).exists() for name in RUN_FILES)
+
+    def clear(self) -> None:
+        """Remove an earlier run's files and plots (`--overwrite`); other files are left alone."""
+        for name in RUN_FILES:
+            (self.folder / name).unlink(missing_ok=True)
+        shutil.rmtree(self.plots, ignore_errors=True)
+
     def start(self, config_yaml: str, step: int) -> None:
         """Write config.yaml and open metrics.jsonl for appending, without its lines past `step`
-        (so a resumed run's log equals an uninterrupted one's)."""
+        (so a resumed run's log equals an uninterrupted one's). Temporary files that a killed
+        atomic write left behind are removed."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self.folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
         atomic_write_text(self.folder / "config.yaml", config_yaml)
         if self.metrics_path.exists():
             kept = [line for line in self.metrics_path.read_text(errors="replace").splitlines()
@@ -60,6 +78,10 @@ class RunFiles:
             self._metrics = None
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """The checkpoint, after syncing the log to disk: a crash never leaves a checkpoint whose
+        metrics lines were lost."""
+        if self._metrics is not None:
+            os.fsync(self._metrics.fileno())
         atomic_torch_save(self.checkpoint_path, {"format": CHECKPOINT_FORMAT, **state})
 
     def save_summary(self, summary: dict[str, Any]) -> None:
@@ -73,6 +95,14 @@ def _step_of(line: str) -> int | None:
     except ValueError:
         return None
     return record.get("step") if isinstance(record, dict) else None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:

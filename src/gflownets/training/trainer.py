@@ -4,9 +4,12 @@ sample a batch, compute the gradients, step, average, log, evaluate, checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +19,20 @@ import torch
 from tqdm import tqdm
 
 from gflownets.envs.base import DiscreteEnv
-from gflownets.errors import CheckpointError, ConfigError, TrainingError
-from gflownets.evaluation.evaluator import evaluate, mode_tracker, sample_objects
+from gflownets.errors import CheckpointError, ConfigError, Interrupted, TrainingError
+from gflownets.evaluation.evaluator import SAMPLE_CHUNK, evaluate, mode_tracker, sample_objects
+from gflownets.limits import check_run_memory
 from gflownets.evaluation.exact import try_state_graph
 from gflownets.objectives import OBJECTIVES
 from gflownets.policies import MLPPolicy, Policy, TabularPolicy
 from gflownets.policies.distributions import MASKED_LOGIT
 from gflownets.sampling.trajectories import Trajectories
+from gflownets.reward_pool import serve_reward
 from gflownets.sources import build_source
+from gflownets.training import distributed
 from gflownets.training.config import RunConfig
 from gflownets.training.io import read_objects_csv
-from gflownets.training.run_files import RunFiles, load_checkpoint_file
+from gflownets.training.run_files import RunFiles, file_sha256, load_checkpoint_file
 
 
 def build_policy(config: RunConfig, env: DiscreteEnv) -> Policy:
@@ -40,21 +46,30 @@ class Trainer:
     """Owns every piece of a run's state; `run()` trains to `total_iters`, and a Trainer made
     with `resume=True` continues from `out_dir/checkpoint.pt` to the same result. `env`: an
     environment instance of the user's (its reward function included) instead of the one the
-    config names."""
+    config names. A folder that holds a run is only written over with `overwrite=True`; a data
+    file that changed since the checkpoint is refused unless `accept_changed_data=True`. Inside
+    a torch.distributed process group (torchrun), each rank trains its share of the batch."""
 
     def __init__(self, config: RunConfig, out_dir: str | Path | None = None, *,
-                 env: DiscreteEnv | None = None, progress: bool = True, resume: bool = False):
+                 env: DiscreteEnv | None = None, progress: bool = True, resume: bool = False,
+                 overwrite: bool = False, accept_changed_data: bool = False):
         if env is not None:
             config = config.describing(env)
         config.validate(check_env=env is None)
         self.config = config
+        self.ranks = distributed.current_ranks()
         self.device = torch.device(config.device)
-        self.files = RunFiles(out_dir) if out_dir is not None else None
-        self.progress = progress
+        self.files = self._run_files(out_dir, resume, overwrite)
+        self.progress = progress and self.ranks.is_main
+        self.accept_changed_data = accept_changed_data
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.env = (env if env is not None else config.build_env()).to(self.device)
+        check_run_memory(config, self.env)  # sizes that cannot fit: refused before they are allocated
+        # a slow user reward: scored by worker processes and/or through a cache until close()
+        self._release_reward = serve_reward(self.env, config.reward_workers, config.reward_timeout,
+                                            config.reward_cache)
         self.graph = try_state_graph(self.env) if config.exact else None
         self.modes = mode_tracker(self.env, self.graph)
         self.policy = build_policy(config, self.env).to(self.device)
@@ -74,15 +89,25 @@ class Trainer:
             {"params": self.policy.flow_parameters(), "lr": config.lr_logz},
         ], fused=True)  # one kernel over all parameters: the per-tensor loop cost more than the maths
         self.parameters = list(self.policy.parameters())
+        self.data_files = {path: file_sha256(path) for path in
+                           [*self.env.data_files(), *([config.offline] if config.offline else [])]}
         data = read_objects_csv(config.offline, self.env) if config.offline else None
         if data is not None:
             self.env.use_training_data(data)
-        # where batches come from; with --compile, also the closed-form gradient step where it applies
-        self.source, closed_form = build_source(config, self.env, self.policy, self._observe, data)
+        # where batches come from; with --compile, also the closed-form gradient step where it
+        # applies (not under DDP, whose gradients come from autograd); each rank draws its share
+        rank_config = dataclasses.replace(config, batch_size=distributed.per_rank_batch(config.batch_size, self.ranks))
+        self.source, closed_form = build_source(rank_config, self.env, self.policy, self._observe, data,
+                                                closed_form=not self.ranks.distributed)
         self.gradient_step = closed_form or self.autograd_step
+        self.data_parallel = (distributed.data_parallel(self.policy, self.objective) if self.ranks.distributed
+                              else None)
         self.total_iters = (self.source.iterations(config.epochs) if data is not None and config.epochs
                             else config.iters)
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            distributed.rank_seed(config.seed, self.ranks.rank))
+        self.saved_world_size = self.ranks.world_size
+        self.stop_signal: int | None = None
         self.step = 0
         self.train_seconds = 0.0  # the loop's wall time, periodic evaluation excluded
         self.loss_window: list[float] = []
@@ -92,6 +117,22 @@ class Trainer:
 
     def _copy(self, policy: Policy) -> Policy:
         return copy.deepcopy(policy, memo={id(self.env): self.env})
+
+    def _run_files(self, out_dir: str | Path | None, resume: bool, overwrite: bool) -> RunFiles | None:
+        """The run folder; one that holds an earlier run is only reused by --resume or --overwrite."""
+        if out_dir is None:
+            return None
+        if not str(out_dir).strip():
+            raise ConfigError("the run folder (--out) must be a path, not an empty string")
+        files = RunFiles(out_dir)
+        if resume and overwrite:
+            raise ConfigError("--resume continues the run in the folder, --overwrite replaces it: not both")
+        if files.holds_run() and not resume and self.ranks.is_main:
+            if not overwrite:
+                raise ConfigError(f"{files.folder} already holds a run: continue it with --resume, replace it "
+                                  "with --overwrite, or choose another --out")
+            files.clear()
+        return files
 
     def _observe(self, objects: torch.Tensor) -> None:
         if self.modes is not None:
@@ -129,7 +170,10 @@ class Trainer:
 
     def autograd_step(self, batch: Trajectories) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.objective(self.policy, batch)
+        if self.data_parallel is not None:  # DDP: backward leaves the gradients averaged over ranks
+            loss = self.data_parallel(batch)
+        else:
+            loss = self.objective(self.policy, batch)
         loss.backward()
         return loss
 
@@ -146,8 +190,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
+        """Train to `total_iters`, then `finish`; the reward workers stop when it returns or fails."""
+        try:
+            return self._train_and_finish()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the reward workers and give the environment its own reward function back (a
+        Trainer that samples or evaluates afterwards scores in this process)."""
+        self._release_reward()
+
+    def _train_and_finish(self) -> dict[str, Any]:
         cfg = self.config
-        if self.files is not None:
+        if self.saved_world_size != self.ranks.world_size and self.step < self.total_iters:
+            raise CheckpointError(f"this run was trained on {self.saved_world_size} rank(s): resume it on as many "
+                                  f"(torchrun --nproc_per_node {self.saved_world_size}), so that every rank's random "
+                                  "stream and batch sources continue")
+        if self.files is not None and self.ranks.is_main:
             self.files.start(cfg.dump(), self.step)
         warm_up = self._source_hook("warm_up")
         if warm_up is not None and self.step < self.total_iters:
@@ -157,25 +217,56 @@ class Trainer:
         bar = tqdm(total=self.total_iters, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=f"{self.env.name} {cfg.objective}", leave=True)
         try:
-            while self.step < self.total_iters:
-                started = time.perf_counter()
-                self.loss_window.append(self.train_step())
-                self.step += 1
-                eval_seconds = 0.0
-                if self._due(cfg.log_every) or self._due(cfg.eval_every):
-                    record, eval_seconds = self.record()
-                    bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "l1", "log_z") if k in record})
-                    if self.files is not None:
-                        self.files.log(record)
-                if self.files is not None and self._due(cfg.checkpoint_every, last=False):
-                    self.save_checkpoint()
-                bar.update(1)
-                self.train_seconds += time.perf_counter() - started - eval_seconds
+            with self._stopped_by_signals():
+                while self.step < self.total_iters:
+                    started = time.perf_counter()
+                    self.loss_window.append(self.train_step())
+                    self.step += 1
+                    eval_seconds = 0.0
+                    if self._due(cfg.log_every) or self._due(cfg.eval_every):
+                        record, eval_seconds = self.record()
+                        bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "l1", "log_z") if k in record})
+                        if self.files is not None and self.ranks.is_main:
+                            self.files.log(record)
+                    if self.files is not None and self._due(cfg.checkpoint_every, last=False):
+                        self.save_checkpoint()
+                    bar.update(1)
+                    self.train_seconds += time.perf_counter() - started - eval_seconds
+                    if self.files is not None and distributed.any_rank(self.stop_signal is not None, self.ranks,
+                                                                        self.device):
+                        self._stop()
         finally:
             bar.close()
             if self.files is not None:
                 self.files.close()
         return self.finish()
+
+    @contextlib.contextmanager
+    def _stopped_by_signals(self) -> Iterator[None]:
+        """While training into a run folder, SIGINT and SIGTERM let the current iteration finish,
+        then `_stop` writes a checkpoint; a second signal stops at once."""
+        if self.files is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum: int, frame: Any) -> None:
+            if self.stop_signal is not None:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        previous = {number: signal.signal(number, note) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _stop(self) -> None:
+        self.save_checkpoint()
+        number = self.stop_signal or signal.SIGTERM
+        raise Interrupted(f"stopped by {signal.Signals(number).name} after step {self.step} of {self.total_iters}; "
+                          f"checkpoint written: continue with `gflownets train {self.config.env} --out "
+                          f"{self.files.folder} --resume`", exit_code=128 + number)
 
     def _due(self, every: int, last: bool = True) -> bool:
         return bool(every and self.step % every == 0) or (last and self.step == self.total_iters)
@@ -183,11 +274,14 @@ class Trainer:
     def record(self) -> tuple[dict[str, Any], float]:
         """A metrics line: the mean loss since the last one, and the evaluation when one is due
         (else the cheap numbers: log Z and modes found); and the seconds evaluation took."""
-        record: dict[str, Any] = {"step": self.step, "loss": sum(self.loss_window) / len(self.loss_window)}
+        loss = sum(self.loss_window) / len(self.loss_window)
+        record: dict[str, Any] = {"step": self.step, "loss": distributed.mean_over_ranks(loss, self.ranks, self.device)}
         self.loss_window = []
+        self._merge_modes()
         started = time.perf_counter()
         if self._due(self.config.eval_every):
-            record.update(self.evaluate(self.config.eval_samples))
+            if self.ranks.is_main:
+                record.update(self.evaluate(self.config.eval_samples))
             return record, time.perf_counter() - started
         record["log_z"] = self.objective.log_z(self.eval_policy)
         if self.modes is not None:  # cheap, and it makes the modes-found curve fine-grained
@@ -195,8 +289,19 @@ class Trainer:
             record["n_modes"] = self.modes.n_modes
         return record, 0.0
 
+    def _merge_modes(self) -> None:
+        """Under DDP, every rank's mode tracker holds the modes found by any rank."""
+        if self.modes is not None and self.ranks.distributed:
+            self.modes.found = distributed.union_over_ranks(self.modes.found, self.ranks)
+
     def finish(self) -> dict[str, Any]:
-        """Final metrics as summary.json, a checkpoint and the plots."""
+        """Final metrics as summary.json, a checkpoint and the plots (rank 0 only, which alone
+        returns the summary under DDP)."""
+        self._merge_modes()
+        if not self.ranks.is_main:
+            if self.files is not None:
+                self.save_checkpoint()  # a collective: rank 0 gathers every rank's random streams
+            return {}
         summary: dict[str, Any] = {
             "env": self.env.name,
             "env_args": self.env.describe(),
@@ -207,6 +312,7 @@ class Trainer:
             "iterations_per_second": self.step / self.train_seconds if self.train_seconds else None,
             "compile_seconds": self._source_hook("compile_seconds") or 0.0,
             "batch_size": self.config.batch_size,
+            "ranks": self.ranks.world_size,
         }
         summary.update(self.evaluate(self.config.final_samples))
         if self.files is not None:
@@ -242,8 +348,20 @@ class Trainer:
     def sample(self, n: int, seed: int = 0, exploration: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(objects, log-rewards): n finished objects drawn from the trained sampler, reproducible
         by `seed`; objects in the environment's tensor form (`env.objects_to_rows` gives rows)."""
-        objects = self.sample_objects(n, torch.Generator(device=self.device).manual_seed(seed), exploration)
-        return objects, self.env.log_reward(objects)
+        return next(self.sample_chunks(n, seed, exploration, chunk=None))
+
+    def sample_chunks(self, n: int, seed: int = 0, exploration: float = 0.0,
+                      chunk: int | None = SAMPLE_CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`sample(n, seed)` as (objects, log-rewards) pieces of `chunk` objects (None: one piece),
+        drawn as they are consumed, so memory holds one piece whatever n. One generator runs
+        through all pieces, and a chunk that is a multiple of SAMPLE_CHUNK (the size of each
+        rollout) splits the draws exactly where one call would: the pieces, joined, are then
+        `sample(n, seed)` bit for bit. Other chunk sizes give other (equally valid) draws."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        sizes = [n] if chunk is None else [min(chunk, n - start) for start in range(0, n, chunk)]
+        for size in sizes:
+            objects = self.sample_objects(size, generator, exploration)
+            yield objects, self.env.log_reward(objects)
 
     def _sources(self) -> Iterator[Any]:
         """The composed chain of batch sources, outermost first."""
@@ -278,14 +396,24 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "source": self.source.state_dict(),
             "modes_found": self.modes.found if self.modes is not None else None,
+            "data_files": dict(self.data_files),
         }
 
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: random streams and batch sources."""
+        return {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "source": self.source.state_dict()}
+
     def save_checkpoint(self) -> None:
-        self.files.save_checkpoint(self.state_dict())
+        """Under DDP a collective: every rank calls it, rank 0 writes every rank's streams."""
+        rank_states = distributed.gather_to_main(self._rank_state(), self.ranks) if self.ranks.distributed else None
+        if self.ranks.is_main:
+            self.files.save_checkpoint({**self.state_dict(), "ranks": rank_states})
 
     def load_checkpoint(self, path: str | Path | None = None) -> None:
         path = Path(path) if path is not None else self.files.checkpoint_path
         state = load_checkpoint_file(path, self.device)
+        self._check_data_files(path, state.get("data_files") or {})
         if state["env"] != self.env.describe():
             raise CheckpointError(f"{path} was written for {_describe(state['env'])}, "
                                   f"not {_describe(self.env.describe())}")
@@ -305,16 +433,32 @@ class Trainer:
         self.step = state["step"]
         self.train_seconds = state["train_seconds"]
         self.loss_window = state["loss_window"]
+        saved_ranks = state.get("ranks")
+        self.saved_world_size = len(saved_ranks) if saved_ranks else 1
+        mine = saved_ranks[self.ranks.rank] if saved_ranks and self.ranks.rank < len(saved_ranks) else state
         if state.get("device", "cpu") == self.device.type:  # random streams continue only on the same kind of device
-            self.generator.set_state(state["generator"].cpu())
-            torch.set_rng_state(state["torch_rng"].cpu())
+            self.generator.set_state(mine["generator"].cpu())
+            torch.set_rng_state(mine["torch_rng"].cpu())
         try:
-            self.source.load_state_dict(state["source"])
+            self.source.load_state_dict(mine["source"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: the saved batch sources do not fit this config "
                                   f"(replay, mutations, local search or offline options changed?): {err!r}") from None
         if self.modes is not None and state["modes_found"] is not None:
             self.modes.found = state["modes_found"]
+
+
+    def _check_data_files(self, path: Path, recorded: dict[str, str]) -> None:
+        """Refuse a data file whose contents changed since the checkpoint was written (the run
+        would silently go on with other data), unless accepted; the new hash is then recorded."""
+        for data_path, digest in self.data_files.items():
+            if data_path in recorded and recorded[data_path] != digest:
+                if not self.accept_changed_data:
+                    raise CheckpointError(f"{data_path} changed since {path} was written (sha256 "
+                                          f"{recorded[data_path][:12]} -> {digest[:12]}): restore it, or pass "
+                                          "--accept-changed-data to go on with the new contents")
+                if self.progress:
+                    tqdm.write(f"note: {data_path} changed since the checkpoint; going on with its new contents")
 
 
 def _describe(env_state: dict[str, Any]) -> str:
@@ -323,14 +467,15 @@ def _describe(env_state: dict[str, Any]) -> str:
 
 
 def load_run(run_dir: str | Path, *, env: DiscreteEnv | str | None = None, reward: Any = None,
-             log_reward: Any = None, device: str | None = None) -> Trainer:
+             log_reward: Any = None, device: str | None = None, accept_changed_data: bool = False) -> Trainer:
     """A finished or interrupted run, restored from its checkpoint, to sample from
     (`load_run(dir).sample(n)`) or evaluate. A run folder never imports code by itself: a run
     trained with a reward function of the user's needs it named again (`reward` / `log_reward`:
     a callable or "module:function", or the environment instance `env`), and a run on an
     environment class of the user's needs `env` (the instance, or "module:Class"). A run is
     never silently scored with the environment's default reward instead. `device`: where to
-    load it (default: where it was trained)."""
+    load it (default: where it was trained). A data file the environment reads that changed
+    since training is refused unless `accept_changed_data`."""
     state = load_checkpoint_file(Path(run_dir) / "checkpoint.pt")
     config = RunConfig.from_dict(state["config"], where="checkpoint config")
     config = dataclasses.replace(config, offline=None)  # the data file is not needed to use the model
@@ -345,4 +490,4 @@ def load_run(run_dir: str | Path, *, env: DiscreteEnv | str | None = None, rewar
             config = dataclasses.replace(config, env=env)
         config.require_named_reward(reward, log_reward, f"run {run_dir}")
         env = config.build_env(reward=reward, log_reward=log_reward)
-    return Trainer(config, run_dir, env=env, progress=False, resume=True)
+    return Trainer(config, run_dir, env=env, progress=False, resume=True, accept_changed_data=accept_changed_data)

@@ -1,0 +1,143 @@
+"""Data-parallel training on PyTorch's own engine: `torchrun --nproc_per_node N -m gflownets
+train ...` starts N processes; each samples its share of the batch from its own random stream,
+and `DistributedDataParallel` averages the gradients, so the network and log Z stay identical
+on every rank. Rank 0 alone logs, evaluates, plots and writes the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from gflownets.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranks:
+    """This process's place in the group (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start(device: str) -> str:
+    """Join the process group torchrun describes (gloo on CPUs, nccl on CUDA GPUs) and return
+    this rank's device (`cuda` becomes `cuda:LOCAL_RANK`). Without torchrun: `device` as given."""
+    if not launched_by_torchrun():
+        return device
+    kind = torch.device(device).type
+    if kind == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    elif kind != "cpu":
+        raise ConfigError(f"distributed training runs on cpu (gloo) or cuda (nccl), not {device!r}")
+    if not dist.is_initialized():
+        # a rank that dies is noticed by torchrun, which stops the others; the timeout only
+        # bounds a hang (a rank stuck in a user's reward, say)
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30))
+    return device
+
+
+def stop() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def current_ranks() -> Ranks:
+    if dist.is_available() and dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size())
+    return Ranks()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 keeps the run's seed (one rank is the plain run); the others get independent
+    streams derived from (seed, rank)."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def per_rank_batch(batch_size: int, ranks: Ranks) -> int:
+    """`--batch-size` is the batch of one optimiser step, shared out among the ranks."""
+    if batch_size % ranks.world_size:
+        raise ConfigError(f"batch_size {batch_size} must be divisible by the number of ranks ({ranks.world_size})")
+    return batch_size // ranks.world_size
+
+
+class LossModule(nn.Module):
+    """The whole objective as one module's forward, so that DistributedDataParallel sees every
+    use of every parameter (log Z and the state flows included), whichever objective runs."""
+
+    def __init__(self, policy: nn.Module, objective: Any):
+        super().__init__()
+        self.policy = policy
+        self.objective = objective
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.objective(self.policy, batch)
+
+
+def data_parallel(policy: nn.Module, objective: Any) -> nn.Module:
+    """The objective wrapped in DDP: calling it on a rank's batch gives that rank's loss, and its
+    backward leaves the gradient averaged over all ranks in every parameter's `.grad`."""
+    device_ids = [policy_device(policy).index] if policy_device(policy).type == "cuda" else None
+    # some objectives leave parameters out (log Z in flow matching, ...), always the same ones:
+    # a static graph lets DDP learn which in the first step instead of searching every step
+    return nn.parallel.DistributedDataParallel(LossModule(policy, objective), device_ids=device_ids,
+                                               static_graph=True)
+
+
+def policy_device(policy: nn.Module) -> torch.device:
+    return next(policy.parameters()).device
+
+
+def mean_over_ranks(value: float, ranks: Ranks, device: torch.device) -> float:
+    if not ranks.distributed:
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total) / ranks.world_size
+
+
+def any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
+    """Whether `flag` is set on any rank (a signal that reached only some of them)."""
+    if not ranks.distributed:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value)
+
+
+def union_over_ranks(found: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """The modes found by any rank."""
+    if not ranks.distributed:
+        return found
+    merged = found.to(torch.uint8)
+    dist.all_reduce(merged, op=dist.ReduceOp.MAX)
+    return merged.to(found.dtype)
+
+
+def gather_to_main(state: dict[str, Any], ranks: Ranks) -> list[dict[str, Any]] | None:
+    """Every rank's `state`, on rank 0 (None elsewhere). The objects exchanged are the ranks'
+    own (random streams and batch-source states), never read from a file."""
+    if not ranks.distributed:
+        return [state]
+    gathered: list[Any] | None = [None] * ranks.world_size if ranks.is_main else None
+    dist.gather_object(state, gathered, dst=0)
+    return gathered

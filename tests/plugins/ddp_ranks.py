@@ -1,0 +1,27 @@
+"""Launched by torchrun in tests/test_distributed.py: train through the Python API inside the
+process group, then write this rank's parameters (plain tensors) for the test to compare."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from gflownets.training import RunConfig, Trainer, distributed
+
+
+def main(out: str, options: str, resume: bool) -> None:
+    distributed.start("cpu")
+    rank = distributed.current_ranks().rank
+    config = RunConfig(**json.loads(options))
+    try:
+        trainer = Trainer(config, out, progress=False, resume=resume)
+        trainer.run()
+        torch.save(trainer.policy.state_dict(), f"{out}/rank{rank}.pt")
+    finally:
+        distributed.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], resume=sys.argv[3:] == ["--resume"])
