@@ -157,6 +157,12 @@ def test_the_memory_estimate_names_what_does_not_fit(monkeypatch):
         TabularPolicy(env)
 
 
+def test_a_policy_refuses_weights_that_cannot_fit():
+    env = Hypergrid(ndim=2, height=4)
+    with pytest.raises(ConfigError, match="an MLP of 100000.* weights would need .* TiB, more than the"):
+        MLPPolicy(env, hidden=10 ** 7)  # two hidden layers: 1e14 weights
+
+
 @pytest.mark.parametrize("option,value,match", [
     ("--batch-size", 10_000_000_000, "batch_size must be <= 1000000, got 10000000000"),
     ("--hidden", 100_000_000, "hidden must be <= 16384, got 100000000: a hidden layer holds hidden^2"),

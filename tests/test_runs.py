@@ -124,17 +124,24 @@ def test_a_custom_environment_trains_samples_and_evaluates_through_the_cli(tmp_p
     assert "not a gflownets.envs.DiscreteEnv subclass" in capsys.readouterr().err
 
 
-def test_checkpoints_are_plain_data_and_a_pickle_payload_is_refused(tmp_path):
+def test_checkpoints_are_plain_data_and_a_pickle_payload_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     Trainer(RunConfig(iters=3, batch_size=4, hidden=8, eval_every=0), out, progress=False).run()
     torch.load(out / "checkpoint.pt", weights_only=True)  # plain tensors and data only
 
-    class Payload:
-        def __reduce__(self):
-            return (print, ("pwned",))
+    marker = tmp_path / "payload-ran"
 
-    torch.save({"format": 2, "payload": Payload()}, out / "checkpoint.pt")
+    class Payload:
+        def __reduce__(self):  # unpickling would create the marker file
+            return (open, (str(marker), "w"))
+
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "payload": Payload()}, out / "checkpoint.pt")
     assert run_cli("evaluate", out) == 1
+    assert "holds more than tensors and plain data (io.open)" in capsys.readouterr().err
+    assert run_cli("sample", out, "-n", 5, "--out", tmp_path / "s.csv") == 1
+    assert run_cli("train", "hypergrid", "--iters", 5, "--quiet", "--out", out, "--resume") == 1
+    assert not marker.exists() and not (tmp_path / "s.csv").exists()
 
 
 def test_an_entry_point_registers_an_environment_by_name(tmp_path, monkeypatch, capsys):

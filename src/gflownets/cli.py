@@ -100,7 +100,7 @@ def _make_train_command(env_name: str) -> click.Command:
         try:
             trainer = Trainer(config, out_dir, progress=not quiet, resume=resume, overwrite=overwrite,
                               accept_changed_data=accept_changed_data)
-            if checkpoint is not None and not quiet:  # the checkpoint fits: say what changes
+            if checkpoint is not None and main_rank:  # the checkpoint fits: say what changes, even --quiet
                 _echo_changes(checkpoint, config.to_dict())
             summary = trainer.run()
         finally:
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(err.ctx.get_help() if err.ctx else str(err))
         return 2
     except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
+        click.echo(f"error: {_one_line(err.format_message())}", err=True)
         return err.exit_code
     except GFlowNetError as err:
         click.echo(f"error: {_one_line(str(err))}", err=True)

@@ -5,8 +5,9 @@ Two kinds of check: fixed caps on what no GFlowNet run needs (`require_at_most`,
 below, each with its reason), and `require_memory`, which compares an estimate of the bytes a
 structure needs with the total memory of the device it goes to (a size beyond that can never
 work; the total, not what is free now, so that the check does not depend on other programs).
-`check_run_memory` applies the second to a whole run before its policy is built. Imports
-nothing of the package but its errors."""
+`check_run_memory` applies the second to a whole run before its policy is built. The limits
+environments check themselves (`require_at_most`, MAX_POLICY_INPUTS) are in `gflownets.envs.limits`,
+where the layering of the package lets them import it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gflownets.envs.limits import check_policy_inputs, require_at_most
 from gflownets.errors import ConfigError
 
 #: trajectories per iteration (batch_size, replay_batch, mutations): every rollout step holds that
@@ -33,9 +35,6 @@ MAX_LAYERS = 1_000
 #: them all with their rewards (distinct objects and top-k need the whole set); `gflownets sample`
 #: streams any number of objects to a file instead
 MAX_SAMPLES = 10_000_000
-#: inputs of the policy (an environment's feature_dim): each state's features and the policy's first
-#: layer (inputs x hidden weights) grow with it
-MAX_POLICY_INPUTS = 1_000_000
 #: capacity of the replay buffer (it grows as it fills, but a full one holds this many objects)
 MAX_REPLAY = 100_000_000
 #: torch threads: each is an OS thread, and torch's pool crashes far below 100000 of them
@@ -58,26 +57,10 @@ RUN_CAPS: dict[str, tuple[int, str]] = {
 }
 
 
-def require_at_most(name: str, value: int, limit: int, why: str) -> None:
-    """ConfigError unless value <= limit; the message names the limit and `why` it exists."""
-    if value > limit:
-        raise ConfigError(f"{name} must be <= {limit}, got {value}: {why}")
-
-
 def check_run_sizes(config: Any) -> None:
     """The fixed caps of RUN_CAPS on a RunConfig's fields (before anything is built)."""
     for name, (limit, why) in RUN_CAPS.items():
         require_at_most(name, getattr(config, name), limit, why)
-
-
-def check_policy_inputs(owner: str, inputs: int, detail: str = "") -> None:
-    """ConfigError when a policy would take more than MAX_POLICY_INPUTS inputs (`detail`: how the
-    count arises, e.g. "ndim * height one-hot features")."""
-    if inputs > MAX_POLICY_INPUTS:
-        detail = f" ({detail})" if detail else ""
-        raise ConfigError(f"{owner}: {inputs} policy inputs{detail}, more than the limit of {MAX_POLICY_INPUTS}: "
-                          "every state's features and the policy's first layer (inputs x hidden weights) "
-                          "grow with it")
 
 
 def device_memory(device: str | torch.device) -> int | None:
@@ -97,7 +80,8 @@ def format_bytes(n: float) -> str:
     """`n` bytes in binary units, to three significant digits ("40 GiB")."""
     units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
     power = min(int(math.log(max(n, 1), 1024)), len(units) - 1)
-    return f"{n / 1024 ** power:.3g} {units[power]}"
+    value = n / 1024 ** power
+    return f"{value:.3g} {units[power]}" if value < 1000 else f"{value:.0f} {units[power]}"
 
 
 def require_memory(what: str, n_bytes: float, device: str | torch.device, hint: str = "") -> None:
@@ -113,13 +97,11 @@ def check_run_memory(config: Any, env: Any) -> None:
     the memory of its device, from the config's sizes and the environment's (state size, longest
     trajectory, features), before any of them is allocated. `config`: a RunConfig."""
     device = config.device
-    state_bytes = 8 * math.prod(env.state_shape)  # int64 entries
+    state_bytes = _state_bytes(env)
     mlp = config.policy == "mlp"
     if mlp:
         check_policy_inputs(env.name, env.feature_dim)
-        heads = 2 * env.n_actions
-        weights = (env.feature_dim + 1) * config.hidden + (config.layers - 1) * (config.hidden + 1) * config.hidden \
-            + (config.hidden + 1) * heads
+        weights = mlp_weights(env.feature_dim, config.hidden, config.layers, 2 * env.n_actions)
         copies = 4 + (config.ema_decay > 0) + (config.target_decay > 0)  # weights, gradients, Adam's moments
         require_memory(f"an MLP of {weights} weights ({env.feature_dim} inputs, {config.layers} x {config.hidden} "
                        "hidden) with its gradients, Adam's moments and averages", 4 * weights * copies, device,
@@ -131,9 +113,23 @@ def check_run_memory(config: Any, env: Any) -> None:
                    trajectories * env.max_steps * per_state, device, "lower batch_size (or the environment's size)")
     require_memory(f"a full replay buffer of {config.replay_size} objects", config.replay_size * (state_bytes + 8),
                    device, "lower replay_size")
-    samples = max(config.eval_samples, config.final_samples)
-    require_memory(f"{samples} samples for the metrics", samples * (state_bytes + 8), device,
-                   "lower eval_samples / final_samples")
+    check_samples(max(config.eval_samples, config.final_samples), env, device)
+
+
+def mlp_weights(inputs: int, hidden: int, layers: int, outputs: int) -> int:
+    """Weights and biases of an MLP of `layers` hidden layers of width `hidden` (MLPPolicy's shape)."""
+    return (inputs + 1) * hidden + (layers - 1) * (hidden + 1) * hidden + (hidden + 1) * outputs
+
+
+def check_samples(n: int, env: Any, device: str | torch.device) -> None:
+    """The cap (MAX_SAMPLES) and the memory of `n` samples that the metrics measure at once."""
+    require_at_most("samples", n, MAX_SAMPLES, SAMPLES_WHY)
+    require_memory(f"{n} samples for the metrics", n * (_state_bytes(env) + 8), device, "measure fewer samples")
+
+
+def _state_bytes(env: Any) -> int:
+    """Bytes of one state of `env` (int64 entries)."""
+    return 8 * math.prod(env.state_shape)
 
 
 def require_disk_space(what: str, n_bytes: float, path: str | Path, hint: str = "") -> None:

@@ -315,9 +315,12 @@ class DiscreteEnv(abc.ABC):
         log_r = log_r.to(torch.float64).reshape(states.shape[0])
         if self.reward_floor > 0:
             log_r = log_r.clamp(min=float(np.log(self.reward_floor)))
-        else:
-            self._check_values(states, log_r.exp(), log_r == float("-inf"), "reward",
-                               hint=" (zero rewards need reward_floor > 0)")
+        # NaN or +inf from anywhere (built-in rewards included), and zero rewards without a floor
+        bad = log_r.isnan() | (log_r == float("inf")) | (log_r == float("-inf"))
+        if bad.any():
+            zero = bool((log_r == float("-inf")).any())
+            self._check_values(states, log_r.exp(), bad, "reward", hint=" (zero rewards need reward_floor > 0)"
+                               if zero else "")
         return log_r
 
     def _objects_for_user(self, states: torch.Tensor) -> torch.Tensor:

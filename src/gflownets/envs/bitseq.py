@@ -30,7 +30,7 @@ import torch
 from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError, DataError
-from gflownets.limits import require_at_most
+from gflownets.envs.limits import require_at_most
 from gflownets.measures.distances import hamming_matrix
 
 #: the paper's building blocks of the modes

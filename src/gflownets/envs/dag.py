@@ -21,7 +21,7 @@ from gflownets.envs.dag_data import (erdos_renyi_dag, read_data_csv, sample_disc
                                      sample_linear_gaussian)
 from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior, LocalScore
 from gflownets.errors import ConfigError, DataError, TooManyStates
-from gflownets.limits import require_at_most
+from gflownets.envs.limits import require_at_most
 from gflownets.measures.structure import auroc, edge_marginals, expected_shd
 
 

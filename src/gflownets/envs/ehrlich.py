@@ -37,7 +37,7 @@ import torch
 from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError
-from gflownets.limits import require_at_most
+from gflownets.envs.limits import require_at_most
 
 #: the most states V: building the oracle checks that its V x V transition matrix is ergodic by
 #: ~2 log2 V products of V x V matrices (7 s at 2048 on one core, 40 s at 4096)

@@ -11,7 +11,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig, draw_device
 from gflownets.errors import ConfigError, TooManyStates
-from gflownets.limits import check_policy_inputs, require_at_most
+from gflownets.envs.limits import check_policy_inputs, require_at_most
 
 #: the most dimensions: the table of moves (`_unit`, the fastest form of `_step`) holds ndim^2 integers
 MAX_NDIM = 4096

@@ -28,7 +28,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig, draw_device
 from gflownets.errors import ConfigError, DataError, TooManyStates
-from gflownets.limits import check_policy_inputs
+from gflownets.envs.limits import check_policy_inputs
 from gflownets.measures.distances import edit_distance, edit_distance_matrix, hamming_matrix
 from gflownets.measures.diversity import sequence_sample_metrics
 

@@ -12,7 +12,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.errors import ConfigError, DataError, TooManyStates
-from gflownets.limits import check_policy_inputs
+from gflownets.envs.limits import check_policy_inputs
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ import torch
 from gflownets.envs.base import DiscreteEnv
 from gflownets.evaluation.exact import StateGraph
 from gflownets.evaluation.metrics import ModeTracker, distribution_metrics
-from gflownets.limits import MAX_SAMPLES, SAMPLES_WHY, require_at_most
+from gflownets.limits import check_samples
 from gflownets.policies.base import Policy
 from gflownets.sampling.trajectories import sample_forward
 
@@ -46,7 +46,7 @@ def evaluate(env: DiscreteEnv, policy: Policy, log_z: float, graph: StateGraph |
     """`log_z` (the objective's estimate), the exact metrics where `graph` is given, the modes
     found so far, and with `n_samples`, the same metrics measured on that many samples (suffix
     `_samples`)."""
-    require_at_most("samples", n_samples, MAX_SAMPLES, SAMPLES_WHY)
+    check_samples(n_samples, env, env.device)
     out: dict[str, Any] = {"log_z": log_z}
     if graph is not None:
         learned = graph.terminal_distribution(policy)

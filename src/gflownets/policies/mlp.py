@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gflownets.envs.base import DiscreteEnv
+from gflownets.limits import mlp_weights, require_memory
 from gflownets.policies.base import Policy, PolicyOutput
 
 #: the slope of the trunk's LeakyReLU for negative inputs
@@ -25,15 +26,18 @@ class MLPPolicy(Policy):
         super().__init__(env, backward)
         if hidden < 1 or layers < 1:
             raise ValueError(f"hidden and layers must be >= 1, got {hidden} and {layers}")
+        self.n_forward = env.n_actions
+        self.n_backward = env.n_actions - 1 if backward == "learned" else 0
+        self.n_flow = 1 if state_flow else 0
+        outputs = self.n_forward + self.n_backward + self.n_flow
+        weights = mlp_weights(env.feature_dim, hidden, layers, outputs)
+        require_memory(f"an MLP of {weights} weights", 4 * weights, env.device, "lower hidden or layers")
         widths = [env.feature_dim] + [hidden] * layers
         trunk: list[nn.Module] = []
         for fan_in, fan_out in zip(widths[:-1], widths[1:]):
             trunk += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(self.negative_slope)]
         self.trunk = nn.Sequential(*trunk)
-        self.n_forward = env.n_actions
-        self.n_backward = env.n_actions - 1 if backward == "learned" else 0
-        self.n_flow = 1 if state_flow else 0
-        self.head = nn.Linear(hidden, self.n_forward + self.n_backward + self.n_flow)
+        self.head = nn.Linear(hidden, outputs)
         #: every linear layer, trunk then head (the same modules, for functional forward passes)
         self.linear_layers: tuple[nn.Linear, ...] = (*trunk[::2], self.head)
 

@@ -28,7 +28,7 @@ from gflownets.textfiles import read_text
 
 #: choices of the fields that have a fixed set of values (the CLI offers the same lists)
 CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"], "backward_policy": ["learned", "uniform"],
-           "replay_keep": list(KEEP)}
+           "replay_keep": list(KEEP), "on_nonfinite": ["stop", "skip"]}
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -119,6 +119,8 @@ class RunConfig:
     eval_samples: int = _field(0, "also measure metrics from N samples at each evaluation")
     final_samples: int = _field(0, "measure metrics from N samples at the end (e.g. 200000)")
     checkpoint_every: int = _field(500, "write checkpoint.pt every N iterations")
+    on_nonfinite: str = _field("stop", "a NaN or infinite loss or gradient: stop (writing a checkpoint of the last "
+                                       "good state) | skip the batch (the run stops after 100 in a row)")
     log_every: int = _field(10, "write a metrics line every N iterations")
     threads: int = _field(0, "torch threads (0: leave torch's default)")
     compile: bool = _field(False, "compile the on-policy rollout into one graph with torch.compile: "

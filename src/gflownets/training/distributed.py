@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import os
 from typing import Any
 
@@ -122,6 +123,13 @@ def any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value)
+
+
+def any_nonfinite(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """`values`, made NaN on every rank if any rank's are not finite."""
+    bad = torch.tensor([float(not bool(torch.isfinite(values).all()))], device=values.device)
+    dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return values + values.new_full(values.shape, math.nan) if bool(bad) else values
 
 
 def union_over_ranks(found: torch.Tensor, ranks: Ranks) -> torch.Tensor:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -112,8 +114,16 @@ def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets a clear one-line error
+        text = str(err).strip()
+        found = re.search(r"GLOBAL (\S+)", text)  # what weights_only refuses: code, classes, functions
+        if found:
+            raise CheckpointError(f"{path} holds more than tensors and plain data ({found.group(1)}): refused, "
+                                  "since loading it could execute code; a gflownets checkpoint never does") from None
+        if isinstance(err, pickle.UnpicklingError):
+            raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged or not a torch checkpoint") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: "
+                              f"{text.splitlines()[0] if text else type(err).__name__}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a gflownets checkpoint (format {CHECKPOINT_FORMAT})")
     return state

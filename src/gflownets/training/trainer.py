@@ -108,6 +108,8 @@ class Trainer:
             distributed.rank_seed(config.seed, self.ranks.rank))
         self.saved_world_size = self.ranks.world_size
         self.stop_signal: int | None = None
+        self.skipped_batches = 0  # non-finite batches skipped (--on-nonfinite skip)
+        self.skipped_in_a_row = 0
         self.step = 0
         self.train_seconds = 0.0  # the loop's wall time, periodic evaluation excluded
         self.loss_window: list[float] = []
@@ -146,13 +148,49 @@ class Trainer:
         except (IndexError, RuntimeError) as err:  # what sampling from non-finite logits ends in
             self._refuse_diverged(err)
             raise
-        loss = float(self.gradient_step(batch).detach())
-        if not math.isfinite(loss):
-            raise TrainingError(f"the loss became {loss} at step {self.step + 1}: training diverged (a learning "
-                                "rate too high, or rewards too extreme?); the last checkpoint is intact")
+        loss = self.gradient_step(batch).detach()
+        loss, gradient_norm = self._loss_and_gradient_norm(loss)
+        if not (math.isfinite(loss) and math.isfinite(gradient_norm)):
+            self._nonfinite_step(batch, f"the loss became {loss}" if not math.isfinite(loss)
+                                 else f"the gradient norm became {gradient_norm}")
+            return math.nan
+        self.skipped_in_a_row = 0
         self.optimizer.step()
         self._update_averages()
         return loss
+
+    def _loss_and_gradient_norm(self, loss: torch.Tensor) -> tuple[float, float]:
+        """Both read in one device sync; under DDP the gradients are already averaged, and the
+        loss is made non-finite on every rank if it is on one, so that all ranks decide alike."""
+        gradients = [p.grad for p in self.parameters if p.grad is not None]
+        norm = torch.stack(torch._foreach_norm(gradients)).sum() if gradients else loss.new_zeros(())
+        values = torch.stack([loss.to(torch.float64), norm.to(torch.float64)])
+        if self.ranks.distributed:
+            values = distributed.any_nonfinite(values, self.ranks)
+        loss_value, norm_value = values.tolist()
+        return loss_value, norm_value
+
+    def _nonfinite_step(self, batch: Trajectories, what: str) -> None:
+        """A batch whose loss or gradients are not finite, before the optimiser step: skip it
+        (--on-nonfinite skip), or stop with the step, the batch's most extreme objects and a
+        checkpoint of the parameters as they still are (the last good state)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_batches += 1
+        self.skipped_in_a_row += 1
+        if self.config.on_nonfinite == "skip" and self.skipped_in_a_row < 100:
+            return
+        log_rewards = batch.log_rewards.double()
+        extreme = torch.argsort(log_rewards.abs().nan_to_num(math.inf), descending=True)[:3]
+        objects = self.env.objects_to_rows(batch.terminal_states[extreme]).tolist()
+        saved = ""
+        if self.files is not None:
+            self.save_checkpoint()
+            saved = f"; the last good state (step {self.step}) is in {self.files.checkpoint_path}"
+        in_a_row = f" ({self.skipped_in_a_row} batches in a row were skipped)" if self.skipped_in_a_row > 1 else ""
+        raise TrainingError(
+            f"{what} at step {self.step + 1}{in_a_row}: training diverged (a learning rate too high, or rewards "
+            f"too extreme?); the batch's most extreme objects {objects} have log-rewards "
+            f"{[round(v, 4) for v in log_rewards[extreme].tolist()]}{saved}")
 
     @torch.no_grad()
     def _refuse_diverged(self, cause: Exception) -> None:
@@ -225,7 +263,7 @@ class Trainer:
                     eval_seconds = 0.0
                     if self._due(cfg.log_every) or self._due(cfg.eval_every):
                         record, eval_seconds = self.record()
-                        bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "l1", "log_z") if k in record})
+                        bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "l1", "log_z") if record.get(k) is not None})
                         if self.files is not None and self.ranks.is_main:
                             self.files.log(record)
                     if self.files is not None and self._due(cfg.checkpoint_every, last=False):
@@ -274,8 +312,11 @@ class Trainer:
     def record(self) -> tuple[dict[str, Any], float]:
         """A metrics line: the mean loss since the last one, and the evaluation when one is due
         (else the cheap numbers: log Z and modes found); and the seconds evaluation took."""
-        loss = sum(self.loss_window) / len(self.loss_window)
-        record: dict[str, Any] = {"step": self.step, "loss": distributed.mean_over_ranks(loss, self.ranks, self.device)}
+        finite = [value for value in self.loss_window if math.isfinite(value)]  # skipped batches are NaN
+        loss = distributed.mean_over_ranks(sum(finite) / len(finite) if finite else math.nan, self.ranks, self.device)
+        record: dict[str, Any] = {"step": self.step, "loss": loss if math.isfinite(loss) else None}
+        if self.skipped_batches:
+            record["skipped_batches"] = self.skipped_batches
         self.loss_window = []
         self._merge_modes()
         started = time.perf_counter()
@@ -397,6 +438,7 @@ class Trainer:
             "source": self.source.state_dict(),
             "modes_found": self.modes.found if self.modes is not None else None,
             "data_files": dict(self.data_files),
+            "skipped_batches": [self.skipped_batches, self.skipped_in_a_row],
         }
 
     def _rank_state(self) -> dict[str, Any]:
@@ -433,6 +475,7 @@ class Trainer:
         self.step = state["step"]
         self.train_seconds = state["train_seconds"]
         self.loss_window = state["loss_window"]
+        self.skipped_batches, self.skipped_in_a_row = state.get("skipped_batches", [0, 0])
         saved_ranks = state.get("ranks")
         self.saved_world_size = len(saved_ranks) if saved_ranks else 1
         mine = saved_ranks[self.ranks.rank] if saved_ranks and self.ranks.rank < len(saved_ranks) else state
