@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,14 @@ pytestmark = pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.execu
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
     torchrun = str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", *args], env=env,
-                          capture_output=True, text=True, timeout=600)
+    process = subprocess.Popen([torchrun, "--standalone", "--nproc_per_node", "2", *args], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:  # a hung rank: stop torchrun and its workers, not only torchrun
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def _train_ranks(out: Path, resume: bool = False, **options) -> None:

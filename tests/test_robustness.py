@@ -54,7 +54,7 @@ def grid_run(tmp_path_factory):
 
 # ---------------------------------------------------------------------- 1. binary and non-UTF-8 files
 @pytest.mark.parametrize("content,match", [
-    (b"\xff\xfe\x00\x01binary", "is a binary file, not text"),
+    (b"\xff\xfe\x00\x01binary", "it holds NUL bytes (a binary file, or UTF-16)"),
     (b"iters: 3\n# caf\xe9\n", "is not UTF-8 text (byte 0xe9 at offset 14)"),
     (b"iters: [1,\n  2", "is not valid YAML"),
     (b"- 1\n- 2\n", "must hold a mapping of keys to values, not list"),
@@ -75,7 +75,7 @@ def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
 
 @pytest.mark.parametrize("content,match", [
     (b"x0,x1\n1,2\n\xff\xfe\n", "is not UTF-8 text (byte 0xff at offset 10)"),
-    (b"x0,x1\n1,2\x00\n", "is a binary file, not text"),
+    (b"x0,x1\n1,2\x00\n", "it holds NUL bytes"),
 ])
 def test_unreadable_offline_and_dag_data_files_are_named(capsys, tmp_path, content, match):
     data = tmp_path / "data.csv"
@@ -115,6 +115,7 @@ def read(tmp_path, content: str, env=GRID) -> torch.Tensor:
     ("x1,x0\n1,2\n", "column 1 of the header is 'x1', not 'x0'"),
     ("x0,x1\n", "no objects"),
     ("", "no objects"),
+    ("x0,x1\n1," + "2" * 200_000 + "\n", "line 2: not valid CSV"),  # past the csv module's field limit
 ])
 def test_offline_rows_that_do_not_fit_are_refused(tmp_path, content, match):
     with pytest.raises(DataError, match=match):
@@ -155,6 +156,16 @@ def test_dag_data_of_one_column_is_refused(capsys, tmp_path):
     assert "structure learning needs at least 2 nodes (columns), the header names 1" in err
     with pytest.raises(DataError, match="at least 2 nodes"):
         DAG(data=str(data))
+
+
+def test_dag_data_too_large_to_score_is_refused(tmp_path):
+    """Squares of 1e160 overflow the BGe score's sums (a traceback, or every reward 0, before)."""
+    data = tmp_path / "big.csv"
+    data.write_text("a,b,c\n1,1e160,3\n2,1,0\n")
+    with pytest.raises(DataError, match=r"values as large as 1e\+160 are too large to score"):
+        DAG(data=str(data))
+    data.write_text("a,b,c\n1,1e150,3\n2,1,0\n")
+    assert DAG(data=str(data)).d == 3
 
 
 def test_atomic_write_json_never_writes_nan_or_infinity(tmp_path):

@@ -21,6 +21,15 @@ def shown(value: object) -> str:
     return _SHOWN.repr(value)
 
 
+def is_number(text: str) -> bool:
+    """Whether a cell holds a number as Python reads one (nan and inf included)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_text(path: str | Path, error: type[GFlowNetError], what: str) -> str:
     """The text of `path` as UTF-8 (a leading byte-order mark, as spreadsheet programs write
     it, dropped); anything else raises `error` naming `what` and the file."""
@@ -29,7 +38,7 @@ def read_text(path: str | Path, error: type[GFlowNetError], what: str) -> str:
     except OSError as err:
         raise error(f"cannot read {what} {path}: {err.strerror or err}") from None
     if b"\x00" in data:
-        raise error(f"{what} {path} is a binary file, not text")
+        raise error(f"{what} {path} is not UTF-8 text: it holds NUL bytes (a binary file, or UTF-16)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -4,12 +4,13 @@ Everything is generated locally; nothing is downloaded."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from gflownets.errors import ConfigError, DataError
-from gflownets.textfiles import read_csv_rows, shown
+from gflownets.textfiles import is_number, read_csv_rows, shown
 
 #: the most values in the probability table of one node of synthetic discrete data
 #: (arity^(parents + 1): 80 MB of float64 at the limit)
@@ -105,17 +106,14 @@ def read_data_csv(path: str | Path, discrete: bool) -> tuple[list[str], np.ndarr
         data = cells.astype(np.float64)
     except ValueError:
         bad = next((i, j) for i in range(cells.shape[0]) for j in range(cells.shape[1])
-                   if not _is_float(cells[i, j]))
+                   if not is_number(cells[i, j]))
         raise DataError(f"{path}: data row {bad[0] + 1}, column {names[bad[1]]}: "
                         f"{shown(str(cells[bad]))} is not a number") from None
     if not np.isfinite(data).all():
         raise DataError(f"{path}: data holds NaN or infinite values")
+    # the BGe score sums squares over the rows: past this scale they overflow to infinity
+    limit = math.sqrt(np.finfo(np.float64).max / (4 * len(data)))
+    if np.abs(data).max() > limit:
+        raise DataError(f"{path}: values as large as {np.abs(data).max():.3g} are too large to score (the score "
+                        f"sums their squares over {len(data)} rows; the limit is {limit:.3g}): rescale the columns")
     return names, data
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

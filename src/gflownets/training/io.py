@@ -20,7 +20,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import DataError
-from gflownets.textfiles import read_csv_rows, shown
+from gflownets.textfiles import is_number, read_csv_rows, shown
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -151,7 +151,7 @@ def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
     columns = env.object_columns
     width = len(columns)
     lines = read_csv_rows(path, DataError, "offline data file")
-    header = lines.pop(0) if lines and not _is_number(lines[0][0]) else None
+    header = lines.pop(0) if lines and not is_number(lines[0][0]) else None
     if header is not None:
         _check_header(path, header, env)
     if not lines:
@@ -212,19 +212,11 @@ def _int_cell(path: str | Path, row: int, column: str, cell: str) -> int:
     return value
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _is_float_not_int(text: str) -> bool:
     """Whether `text` is a number written as a float (what `write_objects_csv` writes as a
     log_reward), not as an integer (what an object column holds)."""
     try:
         int(text)
     except ValueError:
-        return _is_number(text)
+        return is_number(text)
     return False
