@@ -7,6 +7,7 @@ Python; never a traceback, and never a silently wrong result."""
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import shutil
@@ -221,8 +222,8 @@ def edited_checkpoint(grid_run, tmp_path, edit) -> str:
 
 
 @pytest.mark.parametrize("config,match", [
-    ([1, 2], "checkpoint config must be a mapping of keys to values, got list"),
-    ("hypergrid", "checkpoint config must be a mapping of keys to values, got str"),
+    ([1, 2], "damaged: config missing or of the wrong type"),
+    ("hypergrid", "damaged: config missing or of the wrong type"),
     ({"env": "hypergrid", "iters": "many"}, "checkpoint config: iters must be of type int, got 'many'"),
     ({"env": "hypergrid", 3: 4}, "unknown checkpoint config key"),
 ])
@@ -236,11 +237,10 @@ def test_a_checkpoint_with_a_malformed_config_is_a_checkpoint_error(capsys, grid
     assert "config" in err
 
 
-@pytest.mark.xfail(reason="load_run reads state['config'] unchecked (training/trainer.py, or "
-                          "load_checkpoint_file in training/run_files.py): KeyError", raises=KeyError, strict=False)
-def test_a_checkpoint_without_its_config_is_a_checkpoint_error(grid_run, tmp_path):
-    run = edited_checkpoint(grid_run, tmp_path, lambda state: state.pop("config"))
-    with pytest.raises(CheckpointError):
+@pytest.mark.parametrize("key", ["config", "env", "step", "policy", "optimizer", "source", "generator"])
+def test_a_checkpoint_without_one_of_its_parts_is_a_checkpoint_error(grid_run, tmp_path, key):
+    run = edited_checkpoint(grid_run, tmp_path, lambda state: state.pop(key))
+    with pytest.raises(CheckpointError, match=f"damaged: {key} missing"):
         load_run(run)
 
 
@@ -373,3 +373,34 @@ def test_config_errors_stay_config_errors():
     with pytest.raises(ConfigError, match="the config must be a mapping"):
         RunConfig.from_dict(["iters"])
     assert not issubclass(ConfigError, CheckpointError)
+
+
+# ---------------------------------------------------------------------- the fuzzer's first finds
+@pytest.mark.parametrize("args, match", [
+    (["hypergrid", "--seed", "-1"], "seed must be in"),
+    (["hypergrid", "--seed", "99999999999999999"], "seed must be in"),
+    (["sets", "--reward-seed", "-3"], "reward_seed must be in"),
+    (["bitseq", "--mode-seed", str(2**64)], "mode_seed must be in"),
+    (["hypergrid", "--temperature", "1e-183"], "temperature must be in"),
+    (["sets", "--objective", "mdb"], "mdb .* needs every state of sets to be terminal"),
+])
+def test_values_that_crashed_deep_inside_are_refused_up_front(capsys, tmp_path, args, match):
+    err = one_error_line(capsys, "train", *args, *TINY, "--out", tmp_path / "run")
+    assert re.search(match, err), err
+
+
+def test_collinear_dag_data_is_a_data_error(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    column = rng.normal(size=40) * 1e10  # two equal columns at a scale where the prior's ridge vanishes
+    data = tmp_path / "obs.csv"
+    np.savetxt(data, np.stack([column, column, rng.normal(size=40)], axis=1), delimiter=",", header="a,b,c",
+               comments="")
+    err = one_error_line(capsys, "train", "dag", "--data", data, *TINY, "--out", tmp_path / "run")
+    assert "not positive definite" in err and "standardise" in err
+
+
+def test_undefined_metrics_are_null_in_every_json_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "dag", "--nodes", 1, *TINY, "--eval-every", 1, "--log-every", 1, "--out", out) == 0
+    for text in [(out / "summary.json").read_text(), *(out / "metrics.jsonl").read_text().splitlines()]:
+        json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written"))

@@ -23,7 +23,7 @@ from gflownets.training import RunConfig, Trainer, distributed, load_checkpoint_
 from gflownets.training.config import CHOICES
 from gflownets.evaluation.evaluator import SAMPLE_CHUNK
 from gflownets.limits import require_disk_space
-from gflownets.training.io import write_objects_csv_chunks
+from gflownets.training.io import json_safe, write_objects_csv_chunks
 
 #: other spellings users know an option by
 ALIASES = {"exploration": ["--epsilon", "--gamma"]}
@@ -88,9 +88,7 @@ def _make_train_command(env_name: str) -> click.Command:
         if resume:
             if not (out_dir / "checkpoint.pt").is_file():
                 raise CheckpointError(f"--resume: no checkpoint.pt in {out_dir}")
-            checkpoint = load_checkpoint_file(out_dir / "checkpoint.pt").get("config")
-            if not isinstance(checkpoint, dict):
-                raise CheckpointError(f"{out_dir / 'checkpoint.pt'} holds no run config")
+            checkpoint = load_checkpoint_file(out_dir / "checkpoint.pt")["config"]
         config = RunConfig.resolve(env_name, file=config_file, checkpoint=checkpoint,
                                    options=_explicit(ctx, [f.name for f in run_fields]),
                                    env_options=_explicit(ctx, [f.name for f in env_fields]))
@@ -107,7 +105,7 @@ def _make_train_command(env_name: str) -> click.Command:
             distributed.stop()
         if not quiet:
             summary.pop("env_args", None)
-            click.echo(json.dumps(summary, indent=2))
+            click.echo(json.dumps(json_safe(summary), indent=2, allow_nan=False))
 
     return click.Command(env_name, params=params, callback=command,
                          help=(env_cls.__doc__ or "").strip().splitlines()[0] if env_cls.__doc__ else None,
@@ -205,7 +203,7 @@ def evaluate(run_dir: str, samples: int, reward: str | None, log_reward: str | N
     result = {"env": trainer.env.name, "objective": trainer.config.objective,
               "reward": trainer.config.reward_description(), "iterations": trainer.step,
               **trainer.evaluate(samples)}
-    click.echo(json.dumps(result, indent=2))
+    click.echo(json.dumps(json_safe(result), indent=2, allow_nan=False))
 
 
 REPORT_COLUMNS = ("env", "objective", "iterations", "seconds", "l1", "l1_samples", "jsd", "log_z",

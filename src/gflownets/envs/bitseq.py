@@ -30,7 +30,7 @@ import torch
 from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError, DataError
-from gflownets.envs.limits import require_at_most
+from gflownets.envs.limits import check_seed, require_at_most
 from gflownets.measures.distances import hamming_matrix
 
 #: the paper's building blocks of the modes
@@ -63,6 +63,7 @@ class BitSeqConfig(EnvConfig):
                         "the modes are drawn one by one and every reward compares each object with all of them")
         if self.mode_threshold < 0:
             raise ConfigError(f"mode_threshold must be >= 0, got {self.mode_threshold}")
+        check_seed("mode_seed", self.mode_seed)
         if not np.isfinite(self.beta):
             raise ConfigError(f"beta must be finite, got {self.beta}")
 

@@ -21,7 +21,7 @@ from gflownets.envs.dag_data import (erdos_renyi_dag, read_data_csv, sample_disc
                                      sample_linear_gaussian)
 from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior, LocalScore
 from gflownets.errors import ConfigError, DataError, TooManyStates
-from gflownets.envs.limits import require_at_most
+from gflownets.envs.limits import check_seed, require_at_most
 from gflownets.measures.structure import auroc, edge_marginals, expected_shd
 
 
@@ -57,6 +57,7 @@ class DAGConfig(EnvConfig):
             raise ConfigError(f"nodes must be in [1, 30], got {self.nodes}")
         if self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
+        check_seed("data_seed", self.data_seed)
         require_at_most("samples", self.samples, MAX_DATA_SAMPLES,
                         "the synthetic data is generated and scored in memory")
         if self.score not in ("bge", "bde"):

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from scipy.special import gammaln
 
-from gflownets.errors import ConfigError
+from gflownets.errors import ConfigError, DataError
 
 
 def parent_masks(adjacency: torch.Tensor) -> torch.Tensor:
@@ -117,7 +117,8 @@ class BGeScore(LocalScore):
             return 0.0
         sign, value = np.linalg.slogdet(self.R[np.ix_(nodes, nodes)])
         if sign <= 0:
-            raise FloatingPointError("BGe: R is not positive definite")
+            raise DataError("BGe: the data's scatter matrix is not positive definite (columns collinear, or "
+                            "values too large): remove duplicate columns, or standardise the data")
         return float(value)
 
     def local(self, node: int, parents: list[int]) -> float:

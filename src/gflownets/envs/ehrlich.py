@@ -37,7 +37,7 @@ import torch
 from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError
-from gflownets.envs.limits import require_at_most
+from gflownets.envs.limits import check_seed, require_at_most
 
 #: the most states V: building the oracle checks that its V x V transition matrix is ergodic by
 #: ~2 log2 V products of V x V matrices (7 s at 2048 on one core, 40 s at 4096)
@@ -191,6 +191,7 @@ class EhrlichConfig(EnvConfig):
     def validate(self) -> None:
         if self.num_states < 2:
             raise ConfigError(f"num_states must be >= 2, got {self.num_states}")
+        check_seed("oracle_seed", self.oracle_seed)
         require_at_most("num_states", self.num_states, MAX_NUM_STATES,
                         "the oracle's V x V transition matrix is checked by ~2 log2 V products of V x V matrices")
         if self.num_motifs < 1 or self.motif_length < 2:

@@ -12,6 +12,15 @@ from gflownets.errors import ConfigError
 MAX_POLICY_INPUTS = 1_000_000
 
 
+#: seeds: what every random generator used here accepts (numpy's and torch's)
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be in [0, {MAX_SEED}], got {value}")
+
+
 def require_at_most(name: str, value: int, limit: int, why: str) -> None:
     """ConfigError unless value <= limit; the message names the limit and `why` it exists."""
     if value > limit:

@@ -12,7 +12,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.errors import ConfigError, DataError, TooManyStates
-from gflownets.envs.limits import check_policy_inputs
+from gflownets.envs.limits import check_policy_inputs, check_seed
 
 
 @dataclasses.dataclass
@@ -28,6 +28,7 @@ class SetsConfig(EnvConfig):
         if not 1 <= self.set_size <= self.n_items:
             raise ConfigError(f"set_size must be in [1, n_items={self.n_items}], got {self.set_size}")
         check_policy_inputs("sets", self.n_items, "one membership flag per item")
+        check_seed("reward_seed", self.reward_seed)
         if not np.isfinite(self.beta):
             raise ConfigError(f"beta must be finite, got {self.beta}")
 

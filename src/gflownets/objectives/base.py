@@ -41,6 +41,9 @@ class Objective:
         self.options = options
         self.target = target if self.uses_target else None
 
+    def check_env(self, env: Any) -> None:
+        """Raise ConfigError if the objective cannot train on `env` (before the first step)."""
+
     def option(self, name: str, default: Any) -> Any:
         return getattr(self.options, name, default) if self.options is not None else default
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from gflownets.errors import ConfigError
+
 from gflownets.objectives.base import Objective, register
 from gflownets.policies.base import Policy
 from gflownets.policies.distributions import masked_log_softmax
@@ -26,8 +28,7 @@ def modified_detailed_balance(policy: Policy, batch: Trajectories, target: Polic
     states = batch.states[valid]
     forward_mask = env.forward_mask(states)
     if not forward_mask[:, -1].all():
-        raise ValueError(f"mdb (modified detailed balance) needs every state of {env.name} to be "
-                         "terminal (exit always allowed); use db, tb or subtb")
+        raise ConfigError(_every_state_terminal(env))
     out = policy(states)
     log_pf = masked_log_softmax(out.forward_logits, forward_mask)
 
@@ -71,8 +72,17 @@ class ModifiedDetailedBalance(Objective):
     summary = "modified detailed balance, every state terminal (Deleu et al. 2022; option target_decay)"
     uses_target = True
 
+    def check_env(self, env) -> None:
+        if not bool(env.forward_mask(env.initial_states(1))[:, -1].all()):
+            raise ConfigError(_every_state_terminal(env))
+
     def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
         return modified_detailed_balance(policy, batch, target=self.target)
+
+
+def _every_state_terminal(env) -> str:
+    return (f"mdb (modified detailed balance) needs every state of {env.name} to be terminal (exit always "
+            "allowed); use db, tb or subtb")
 
     def log_z(self, policy: Policy) -> float:
         return float(modified_db_log_z(policy))

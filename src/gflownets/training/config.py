@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from gflownets.envs import DiscreteEnv
+from gflownets.envs.limits import check_seed
 from gflownets.errors import CheckpointError, ConfigError
 from gflownets.objectives import OBJECTIVES
 from gflownets.registry import UNNAMED, environment_class, environment_name, is_named_by_user_code, load_object, spec_of
@@ -280,6 +281,9 @@ class RunConfig:
             raise ConfigError(f"target_decay must be in [0, 1), got {self.target_decay!r}")
         if self.reward_floor is not None and not (math.isfinite(self.reward_floor) and self.reward_floor >= 0):
             raise ConfigError(f"reward_floor must be a finite value >= 0, got {self.reward_floor!r}")
+        check_seed("seed", self.seed)
+        if not 1e-3 <= self.temperature <= 1e3:  # beyond, logits / temperature overflow or sampling is uniform
+            raise ConfigError(f"temperature must be in [0.001, 1000], got {self.temperature!r}")
         if not 0.0 <= self.exploration <= 1.0:
             raise ConfigError(f"exploration (gamma) must be in [0, 1], got {self.exploration!r}")
         if self.replay_batch > 0 and self.replay_size == 0:

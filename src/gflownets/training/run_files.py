@@ -18,10 +18,13 @@ from typing import Any
 import torch
 
 from gflownets.errors import CheckpointError
-from gflownets.training.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from gflownets.training.io import atomic_torch_save, atomic_write_json, atomic_write_text, json_safe
 
 #: bumped whenever the checkpoint layout changes; older ones are refused with a clear error
 CHECKPOINT_FORMAT = 2
+#: the parts of a checkpoint every reader relies on, with their types
+REQUIRED = {"config": dict, "env": dict, "step": int, "policy": dict, "optimizer": dict, "source": dict,
+            "generator": torch.Tensor}
 #: what makes a folder a run folder (and what `--overwrite` removes)
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "summary.json")
 
@@ -71,7 +74,7 @@ class RunFiles:
 
     def log(self, record: dict[str, Any]) -> None:
         if self._metrics is not None:
-            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
             self._metrics.flush()
 
     def close(self) -> None:
@@ -126,4 +129,7 @@ def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -
                               f"{text.splitlines()[0] if text else type(err).__name__}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a gflownets checkpoint (format {CHECKPOINT_FORMAT})")
+    damaged = [key for key, kind in REQUIRED.items() if not isinstance(state.get(key), kind)]
+    if damaged:
+        raise CheckpointError(f"{path} is damaged: {', '.join(damaged)} missing or of the wrong type")
     return state

@@ -84,6 +84,7 @@ class Trainer:
                               else None)
         self._target_parameters = list(self.target_policy.parameters()) if self.target_policy is not None else None
         self.objective = objective_cls(config, target=self.target_policy)
+        self.objective.check_env(self.env)
         self.optimizer = torch.optim.Adam([
             {"params": self.policy.network_parameters(), "lr": config.lr},
             {"params": self.policy.flow_parameters(), "lr": config.lr_logz},
