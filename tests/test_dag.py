@@ -266,8 +266,10 @@ def test_modified_db_refuses_environments_with_non_terminal_states():
     from gflownets.envs import Sets
     env = Sets(n_items=4, set_size=2)
     policy = MLPPolicy(env, hidden=8)
-    with pytest.raises(ValueError, match="terminal"):
+    with pytest.raises(ConfigError, match="terminal"):
         get_objective("mdb")(policy, sample_forward(env, policy, 4))
+    with pytest.raises(ConfigError, match="terminal"):
+        get_objective("mdb").check_env(env)
 
 
 # ---------------------------------------------------------------------------- training

@@ -1,9 +1,10 @@
-"""Layering: environments, measures and figures are leaves. Every import of their modules (at
-module level, inside functions, under TYPE_CHECKING) is read with `ast` and held to a rule:
+"""Layering: environments, measures, figures and the text-file readers are leaves. Every import
+of their modules (at module level, inside functions, under TYPE_CHECKING) is read with `ast`
+and held to a rule:
 
-- `gflownets.envs` may import only gflownets.envs, .errors, .measures and .figures;
+- `gflownets.envs` may import only gflownets.envs, .errors, .measures, .figures and .textfiles;
 - `gflownets.measures` only gflownets.measures and .errors;
-- `gflownets.figures` only gflownets.errors.
+- `gflownets.figures` and `gflownets.textfiles` only gflownets.errors.
 """
 
 import ast
@@ -15,9 +16,11 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 #: layer -> the parts of the package it may import (itself included)
 ALLOWED = {
-    "gflownets.envs": ("gflownets.envs", "gflownets.errors", "gflownets.measures", "gflownets.figures"),
+    "gflownets.envs": ("gflownets.envs", "gflownets.errors", "gflownets.measures", "gflownets.figures",
+                       "gflownets.textfiles"),
     "gflownets.measures": ("gflownets.measures", "gflownets.errors"),
     "gflownets.figures": ("gflownets.errors",),
+    "gflownets.textfiles": ("gflownets.errors",),
 }
 
 
@@ -31,7 +34,7 @@ def module_of(path: Path) -> str:
 
 def layer_files() -> list[Path]:
     files = sorted((SRC / "gflownets" / "envs").rglob("*.py")) + sorted((SRC / "gflownets" / "measures").rglob("*.py"))
-    return files + [SRC / "gflownets" / "figures.py"]
+    return files + [SRC / "gflownets" / "figures.py", SRC / "gflownets" / "textfiles.py"]
 
 
 def imported_modules(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:

@@ -38,10 +38,10 @@ DEFAULT_TIMEOUT = 600.0
 def _as_array(result: Any) -> np.ndarray:
     """A reward function's result as a numpy array, its dtype kept (converted by torch.as_tensor,
     as the single-process path converts it)."""
-    values = torch.as_tensor(result).detach().cpu()
+    values = torch.as_tensor(result).detach()
     if values.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
         values = values.float()
-    return values.numpy()
+    return values.cpu().numpy()
 
 
 def _values(result: Any, n_objects: int, name: str) -> np.ndarray:

@@ -79,10 +79,10 @@ class ModifiedDetailedBalance(Objective):
     def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
         return modified_detailed_balance(policy, batch, target=self.target)
 
+    def log_z(self, policy: Policy) -> float:
+        return float(modified_db_log_z(policy))
+
 
 def _every_state_terminal(env) -> str:
     return (f"mdb (modified detailed balance) needs every state of {env.name} to be terminal (exit always "
             "allowed); use db, tb or subtb")
-
-    def log_z(self, policy: Policy) -> float:
-        return float(modified_db_log_z(policy))
