@@ -7,7 +7,7 @@ run's own `iterations_per_second` (its training loop, evaluation excluded).
 
     python bench/distributed.py [--iters 300] [--batch 256] [--repeats 2]
 
-Prints a table and writes bench/results/distributed.json."""
+Prints a table and writes bench/results/distributed-batchB.json."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def main() -> None:
              "trajectories_per_s": round(best[r, t] * args.batch), "speedup_vs_1_rank": round(best[r, t] / base, 2)}
             for r, t in settings]
     print(table(rows, list(rows[0])))
-    path = write_json("distributed.json", {"env": "hypergrid ndim=4 height=8", "objective": "tb",
+    path = write_json(f"distributed-batch{args.batch}.json", {"env": "hypergrid ndim=4 height=8", "objective": "tb",
                                            "batch_size": args.batch, "iters": args.iters, "rows": rows,
                                            "machine": machine(), "cores": os.cpu_count()})
     print(f"wrote {path}")
