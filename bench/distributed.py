@@ -54,9 +54,9 @@ def main() -> None:
              "trajectories_per_s": round(best[r, t] * args.batch), "speedup_vs_1_rank": round(best[r, t] / base, 2)}
             for r, t in settings]
     print(table(rows, list(rows[0])))
-    path = write_json(f"distributed-batch{args.batch}.json", {"env": "hypergrid ndim=4 height=8", "objective": "tb",
-                                           "batch_size": args.batch, "iters": args.iters, "rows": rows,
-                                           "machine": machine(), "cores": os.cpu_count()})
+    result = {"env": "hypergrid ndim=4 height=8", "objective": "tb", "batch_size": args.batch, "iters": args.iters,
+              "rows": rows, "machine": machine(), "cores": os.cpu_count()}
+    path = write_json(f"distributed-batch{args.batch}.json", result)
     print(f"wrote {path}")
 
 
