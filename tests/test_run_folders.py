@@ -123,3 +123,10 @@ def test_a_built_in_reward_that_is_nan_is_refused():
     env = Counter(bonus=float("nan"))
     with pytest.raises(RewardError, match=r"invalid for 1 object.*\[6\] -> nan"):
         env.log_reward(torch.tensor([[2], [6]]))
+
+
+def test_a_nan_reward_met_in_training_names_the_step_and_the_object(tmp_path):
+    config = RunConfig(env="hypergrid", env_args={"ndim": 2, "height": 4}, iters=200, batch_size=16, exact=False,
+                       log_reward="tests.plugins.slow_reward:nan_log_reward", eval_every=0)
+    with pytest.raises(RewardError, match=r"at step \d+: log-reward is invalid for \d+ object.*\[3, 3\] -> nan"):
+        Trainer(config, tmp_path / "run", progress=False).run()

@@ -16,3 +16,8 @@ def slow_grid_reward(rows: np.ndarray) -> np.ndarray:
 def huge_log_reward(rows: np.ndarray) -> np.ndarray:
     """Finite log-rewards whose squares overflow: trajectory balance's loss becomes infinite."""
     return np.where(np.asarray(rows).sum(axis=1) >= 5, 1e200, 0.0)
+
+
+def nan_log_reward(rows: np.ndarray) -> np.ndarray:
+    """NaN on the far corner: refused as soon as a batch reaches it."""
+    return np.where(np.asarray(rows).sum(axis=1) >= 6, np.nan, 0.0)

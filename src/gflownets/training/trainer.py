@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from gflownets.envs.base import DiscreteEnv
-from gflownets.errors import CheckpointError, ConfigError, Interrupted, TrainingError
+from gflownets.errors import CheckpointError, ConfigError, Interrupted, RewardError, TrainingError
 from gflownets.evaluation.evaluator import SAMPLE_CHUNK, evaluate, mode_tracker, sample_objects
 from gflownets.limits import check_run_memory
 from gflownets.evaluation.exact import try_state_graph
@@ -149,6 +149,8 @@ class Trainer:
         except (IndexError, RuntimeError) as err:  # what sampling from non-finite logits ends in
             self._refuse_diverged(err)
             raise
+        except RewardError as err:  # a reward NaN, infinite or negative on the batch's objects
+            raise RewardError(f"at step {self.step + 1}: {err}") from err
         loss = self.gradient_step(batch).detach()
         loss, gradient_norm = self._loss_and_gradient_norm(loss)
         if not (math.isfinite(loss) and math.isfinite(gradient_norm)):
