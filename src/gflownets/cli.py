@@ -206,6 +206,53 @@ def evaluate(run_dir: str, samples: int, reward: str | None, log_reward: str | N
     click.echo(json.dumps(json_safe(result), indent=2, allow_nan=False))
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("-n", "n", type=click.IntRange(min=2), default=10_000, show_default=True,
+              help="forward trajectories (ELBO, IW-ELBO, entropy, --event) and target draws (EUBO)")
+@click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="samples per importance-weighted ELBO (n // k groups)")
+@click.option("--trajectories", type=click.IntRange(min=1), default=10, show_default=True,
+              help="backward trajectories per object for each log p(x) (entropy, --objects)")
+@click.option("--objects", "objects_file", type=click.Path(dir_okay=False, exists=True),
+              help="CSV of objects (as `sample` writes them): their log p(x), and the EUBO where the "
+              "environment is too large to draw from the target exactly")
+@click.option("--event", "events", multiple=True,
+              help="COLUMN=VALUE (COLUMN of the objects' CSV rows, or * for any column): estimate the "
+              "probability of objects with it (repeatable)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+              show_default=True, help="level of the confidence intervals")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="also write the JSON to this file")
+@_with_run_options
+def estimate(run_dir: str, n: int, k: int, trajectories: int, objects_file: str | None, events: tuple[str, ...],
+             seed: int, confidence: float, out: str | None, reward: str | None, log_reward: str | None,
+             env: str | None, device: str | None, accept_changed_data: bool) -> None:
+    """Estimate log Z (learned, ELBO, IW-ELBO, EUBO), the entropy of the learned distribution,
+    marginals and log p(x), each with a confidence interval and the exact value where the
+    environment is enumerable; print them as JSON."""
+    from gflownets.evaluation.estimators import estimate_all
+    from gflownets.evaluation.exact import try_state_graph
+    from gflownets.training.io import atomic_write_text, read_objects_csv
+
+    if k > n:
+        raise ConfigError(f"--k {k} is more than -n {n}: the IW-ELBO needs at least one group of k samples")
+    trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device,
+                       accept_changed_data=accept_changed_data)
+    objects = read_objects_csv(objects_file, trainer.env) if objects_file else None
+    graph = trainer.graph if trainer.graph is not None else try_state_graph(trainer.env)
+    policy = trainer.eval_policy
+    generator = torch.Generator(device=trainer.device).manual_seed(seed)
+    result = {"env": trainer.env.name, "objective": trainer.config.objective, "iterations": trainer.step,
+              "samples": n, "confidence": confidence,
+              **estimate_all(trainer.env, policy, n, k, trajectories, generator, confidence, graph,
+                             trainer.objective.log_z(policy), objects, events)}
+    text = json.dumps(json_safe(result), indent=2, allow_nan=False)
+    if out:
+        atomic_write_text(out, text + "\n")
+    click.echo(text)
+
+
 REPORT_COLUMNS = ("env", "objective", "iterations", "seconds", "l1", "l1_samples", "jsd", "log_z",
                   "log_z_true", "modes_found", "modes_found_samples", "n_modes")
 

@@ -23,10 +23,11 @@ from gflownets.sampling.trajectories import sample_backward
 
 
 @torch.no_grad()
-def estimate_log_prob(env: DiscreteEnv, policy: Policy, objects: torch.Tensor, n_trajectories: int = 10,
-                      generator: torch.Generator | None = None, chunk: int = 2048) -> torch.Tensor:
-    """(N,) float64 importance-sampling estimate of log p(x) from `n_trajectories` backward
-    trajectories per object; `chunk` bounds the trajectories evaluated at once."""
+def backward_log_weights(env: DiscreteEnv, policy: Policy, objects: torch.Tensor, n_trajectories: int = 10,
+                         generator: torch.Generator | None = None, chunk: int = 2048) -> torch.Tensor:
+    """(N, n_trajectories) float64 importance log-weights log P_F(tau) - log P_B(tau | x) of
+    backward trajectories tau ~ P_B(.|x) per object, the terms of both `estimate_log_prob` and
+    the EUBO; `chunk` bounds the trajectories evaluated at once."""
     per_chunk = max(1, chunk // n_trajectories)
     parts = []
     for i in range(0, len(objects), per_chunk):
@@ -34,9 +35,16 @@ def estimate_log_prob(env: DiscreteEnv, policy: Policy, objects: torch.Tensor, n
         trajectories = sample_backward(env, policy, batch, generator,
                                        log_rewards=torch.zeros(len(batch), dtype=torch.float64, device=batch.device))
         terms = trajectory_terms(policy, trajectories)
-        log_w = (terms.log_pf.sum(dim=1) - terms.log_pb.sum(dim=1)).double()
-        parts.append(torch.logsumexp(log_w.view(-1, n_trajectories), dim=1) - math.log(n_trajectories))
-    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=objects.device)
+        parts.append((terms.log_pf.sum(dim=1) - terms.log_pb.sum(dim=1)).double().view(-1, n_trajectories))
+    return torch.cat(parts) if parts else torch.zeros(0, n_trajectories, dtype=torch.float64, device=objects.device)
+
+
+def estimate_log_prob(env: DiscreteEnv, policy: Policy, objects: torch.Tensor, n_trajectories: int = 10,
+                      generator: torch.Generator | None = None, chunk: int = 2048) -> torch.Tensor:
+    """(N,) float64 importance-sampling estimate of log p(x) from `n_trajectories` backward
+    trajectories per object; `chunk` bounds the trajectories evaluated at once."""
+    log_w = backward_log_weights(env, policy, objects, n_trajectories, generator, chunk)
+    return torch.logsumexp(log_w, dim=1) - math.log(n_trajectories)
 
 
 def exact_log_prob(graph, policy: Policy, objects: torch.Tensor) -> torch.Tensor:
