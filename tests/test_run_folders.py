@@ -130,3 +130,8 @@ def test_a_nan_reward_met_in_training_names_the_step_and_the_object(tmp_path):
                        log_reward="tests.plugins.slow_reward:nan_log_reward", eval_every=0)
     with pytest.raises(RewardError, match=r"at step \d+: log-reward is invalid for \d+ object.*\[3, 3\] -> nan"):
         Trainer(config, tmp_path / "run", progress=False).run()
+
+
+def test_a_run_too_large_for_exact_evaluation_says_so(capsys):
+    Trainer(RunConfig(env="hypergrid", env_args={"ndim": 12, "height": 8}, iters=0), progress=True)
+    assert "no exact evaluation (hypergrid: 8^12 states, too many to enumerate)" in capsys.readouterr().out

@@ -3,6 +3,8 @@ by dynamic programming over the enumerated state graph (no sampling noise)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from gflownets.envs.base import DiscreteEnv
@@ -115,12 +117,15 @@ class StateGraph:
         return counts / counts.sum()
 
 
-def try_state_graph(env: DiscreteEnv) -> StateGraph | None:
+def try_state_graph(env: DiscreteEnv, on_refusal: Callable[[str], None] | None = None) -> StateGraph | None:
     """The state graph, or None where the environment refuses to enumerate its states
-    (TooManyStates). Every other error, a reward that fails on some object included, propagates."""
+    (TooManyStates; `on_refusal` hears why). Every other error, a reward that fails on some
+    object included, propagates."""
     try:
         return StateGraph(env)
-    except TooManyStates:
+    except TooManyStates as refusal:
+        if on_refusal is not None:
+            on_refusal(str(refusal))
         return None
 
 

@@ -70,7 +70,7 @@ class Trainer:
         # a slow user reward: scored by worker processes and/or through a cache until close()
         self._release_reward = serve_reward(self.env, config.reward_workers, config.reward_timeout,
                                             config.reward_cache)
-        self.graph = try_state_graph(self.env) if config.exact else None
+        self.graph = try_state_graph(self.env, self._note_no_exact) if config.exact else None
         self.modes = mode_tracker(self.env, self.graph)
         self.policy = build_policy(config, self.env).to(self.device)
         # Polyak averaging: training samples on-policy from the raw weights; evaluation, sampling
@@ -117,6 +117,10 @@ class Trainer:
         self.last_batch: Trajectories | None = None
         if resume:
             self.load_checkpoint()
+
+    def _note_no_exact(self, why: str) -> None:
+        if self.progress:
+            tqdm.write(f"note: no exact evaluation ({why}); metrics come from samples (--final-samples N)")
 
     def _copy(self, policy: Policy) -> Policy:
         return copy.deepcopy(policy, memo={id(self.env): self.env})
