@@ -4,7 +4,8 @@ and held to a rule:
 
 - `gflownets.envs` may import only gflownets.envs, .errors, .measures, .figures and .textfiles;
 - `gflownets.measures` only gflownets.measures and .errors;
-- `gflownets.figures` and `gflownets.textfiles` only gflownets.errors.
+- `gflownets.figures` and `gflownets.textfiles` only gflownets.errors;
+- `gflownets.datasets` only gflownets.datasets and .errors.
 """
 
 import ast
@@ -21,6 +22,7 @@ ALLOWED = {
     "gflownets.measures": ("gflownets.measures", "gflownets.errors"),
     "gflownets.figures": ("gflownets.errors",),
     "gflownets.textfiles": ("gflownets.errors",),
+    "gflownets.datasets": ("gflownets.datasets", "gflownets.errors"),
 }
 
 
@@ -34,6 +36,7 @@ def module_of(path: Path) -> str:
 
 def layer_files() -> list[Path]:
     files = sorted((SRC / "gflownets" / "envs").rglob("*.py")) + sorted((SRC / "gflownets" / "measures").rglob("*.py"))
+    files += sorted((SRC / "gflownets" / "datasets").rglob("*.py"))
     return files + [SRC / "gflownets" / "figures.py", SRC / "gflownets" / "textfiles.py"]
 
 

@@ -1,6 +1,7 @@
 """Environments: batched state tensors, masks, transitions and rewards (one class each)."""
 
 from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.envs.bits import Bits, BitsConfig
 from gflownets.envs.bitseq import BitSeq, BitSeqConfig
 from gflownets.envs.dag import DAG, DAGConfig
 from gflownets.envs.ehrlich import Ehrlich, EhrlichConfig, EhrlichFunction
@@ -10,8 +11,8 @@ from gflownets.envs.sets import Sets, SetsConfig
 
 #: name -> class; the CLI builds `gflownets train NAME` from this table.
 ENVIRONMENTS: dict[str, type[DiscreteEnv]] = {
-    cls.name: cls for cls in (Hypergrid, Sets, BitSeq, Sequence, Ehrlich, DAG)}
+    cls.name: cls for cls in (Hypergrid, Sets, BitSeq, Sequence, Ehrlich, DAG, Bits)}
 
 __all__ = ["DAG", "DAGConfig", "DiscreteEnv", "EnvConfig", "Hypergrid", "HypergridConfig", "Sets",
            "SetsConfig", "SequenceEnv", "Sequence", "SequenceConfig", "BitSeq", "BitSeqConfig",
-           "Ehrlich", "EhrlichConfig", "EhrlichFunction", "ENVIRONMENTS"]
+           "Ehrlich", "EhrlichConfig", "EhrlichFunction", "Bits", "BitsConfig", "ENVIRONMENTS"]
