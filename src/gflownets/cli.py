@@ -25,6 +25,8 @@ from gflownets.evaluation.evaluator import SAMPLE_CHUNK
 from gflownets.limits import require_disk_space
 from gflownets.training.io import json_safe, write_objects_csv_chunks
 
+#: `estimate` shows a progress bar (on stderr) for more forward trajectories than this
+ESTIMATE_BAR = 50_000
 #: other spellings users know an option by
 ALIASES = {"exploration": ["--epsilon", "--gamma"]}
 #: RunConfig fields that are not options of `train` (set from the command's structure)
@@ -243,10 +245,12 @@ def estimate(run_dir: str, n: int, k: int, trajectories: int, objects_file: str 
     graph = trainer.graph if trainer.graph is not None else try_state_graph(trainer.env)
     policy = trainer.eval_policy
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
+    with tqdm(total=n, unit="trajectories", unit_scale=True, desc="estimating", disable=n <= ESTIMATE_BAR,
+              dynamic_ncols=True) as bar:
+        estimates = estimate_all(trainer.env, policy, n, k, trajectories, generator, confidence, graph,
+                                 trainer.objective.log_z(policy), objects, events, progress=bar.update)
     result = {"env": trainer.env.name, "objective": trainer.config.objective, "iterations": trainer.step,
-              "samples": n, "confidence": confidence,
-              **estimate_all(trainer.env, policy, n, k, trajectories, generator, confidence, graph,
-                             trainer.objective.log_z(policy), objects, events)}
+              "samples": n, "confidence": confidence, **estimates}
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     if out:
         atomic_write_text(out, text + "\n")

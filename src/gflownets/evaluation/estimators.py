@@ -11,17 +11,19 @@ all three equal log Z, with zero variance, at the exact solution. The entropy of
 distribution, H = -E_{x ~ p}[log p(x)], uses the importance-sampling log p(x) of `likelihood.py`
 (biased low for finite K, so H is biased high, by nothing when P_B is the true posterior). The
 marginal probability of an event "COLUMN=VALUE" on the objects' CSV rows works on every
-environment. Confidence intervals are normal (sample standard error), Wilson for proportions."""
+environment. Confidence intervals of means are Student-t (sample standard error), Wilson for
+proportions."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from scipy.stats import t as student_t
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
@@ -59,14 +61,22 @@ def z_score(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+def t_score(confidence: float, dof: int) -> float:
+    """Two-sided Student-t quantile with `dof` degrees of freedom: 1.984 for 0.95 at 99, tending
+    to z_score(confidence) as dof grows."""
+    z_score(confidence)
+    return float(student_t.ppf(0.5 + confidence / 2, dof))
+
+
 def mean_ci(values: torch.Tensor, confidence: float = 0.95) -> Estimate:
-    """Sample mean with the normal interval mean +- z * std / sqrt(n) (none for n < 2)."""
+    """Sample mean with the Student-t interval mean +- t_{n-1} * std / sqrt(n) (none for n < 2):
+    the normal quantile under-covers at small n, most with skewed log-weights."""
     values = values.double()
     n = len(values)
     mean = float(values.mean())
     if n < 2:
         return Estimate(mean, samples=n)
-    half = z_score(confidence) * float(values.std()) / math.sqrt(n)
+    half = t_score(confidence, n - 1) * float(values.std()) / math.sqrt(n)
     return Estimate(mean, mean - half, mean + half, samples=n)
 
 
@@ -84,9 +94,11 @@ def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> Estimate:
 # ------------------------------------------------------------------ sampled log-weights
 @torch.no_grad()
 def forward_log_weights(env: DiscreteEnv, policy: Policy, n: int, generator: torch.Generator | None = None,
-                        chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+                        chunk: int = CHUNK, progress: Callable[[int], object] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-weights (n,) float64, finished objects (n, ...)) of n trajectories tau ~ P_F:
-    w = log R(x) + log P_B(tau | x) - log P_F(tau), the terms of the ELBO and the IW-ELBO."""
+    w = log R(x) + log P_B(tau | x) - log P_F(tau), the terms of the ELBO and the IW-ELBO;
+    `progress(m)` is called after each chunk of m trajectories."""
     weights, objects = [], []
     for start in range(0, n, chunk):
         trajectories = sample_forward(env, policy, min(chunk, n - start), generator)
@@ -94,6 +106,8 @@ def forward_log_weights(env: DiscreteEnv, policy: Policy, n: int, generator: tor
         weights.append(trajectories.log_rewards.double()
                        + (terms.log_pb.sum(dim=1) - terms.log_pf.sum(dim=1)).double())
         objects.append(trajectories.terminal_states)
+        if progress is not None:
+            progress(len(weights[-1]))
     return torch.cat(weights), torch.cat(objects)
 
 
@@ -219,11 +233,13 @@ def _weighted(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 def estimate_all(env: DiscreteEnv, policy: Policy, n: int = 10_000, k: int = 10, n_trajectories: int = 10,
                  generator: torch.Generator | None = None, confidence: float = 0.95,
                  graph: StateGraph | None = None, learned_log_z: float | None = None,
-                 objects: torch.Tensor | None = None, events: tuple[str, ...] = ()) -> dict[str, Any]:
+                 objects: torch.Tensor | None = None, events: tuple[str, ...] = (),
+                 progress: Callable[[int], object] | None = None) -> dict[str, Any]:
     """Every estimator, as `gflownets estimate` prints them: {"log_z_true", "estimates", "notes"}.
     The n forward trajectories serve the ELBO, the IW-ELBO (n // k groups), the entropy and the
     marginals; the EUBO uses n objects from the target where `graph` is given, else the given
-    `objects` (assumed drawn from the target), else it is left out with a note."""
+    `objects` (assumed drawn from the target), else it is left out with a note. `progress(m)` is
+    called as each chunk of m forward trajectories is done (a progress bar's update)."""
     for event in events:  # refuse a bad event before any sampling
         parse_event(env, event)
     z_score(confidence)
@@ -233,7 +249,7 @@ def estimate_all(env: DiscreteEnv, policy: Policy, n: int = 10_000, k: int = 10,
     if learned_log_z is not None:
         estimates["log_z_learned"] = Estimate(learned_log_z, exact=log_z_true).to_dict()
 
-    log_w, sampled = forward_log_weights(env, policy, n, generator)
+    log_w, sampled = forward_log_weights(env, policy, n, generator, progress=progress)
     result = elbo(log_w, confidence)
     result.exact = exact_elbo(graph, policy) if graph is not None else None
     estimates["elbo"] = result.to_dict()
