@@ -30,15 +30,15 @@ $(OPTIONAL): $(STAMP)
 
 demo: install
 	@echo "== 1/4 the tutorial's 8x8 four-corner grid, on-policy trajectory balance"
-	$(GFN) train hypergrid --preset tutorial --iters 2000 --out $(DEMO)/tutorial
+	$(GFN) train hypergrid --preset tutorial --iters 2000 --overwrite --out $(DEMO)/tutorial
 	@echo "== 2/4 the tutorial's offline procedure: 5000 explored samples of an untrained policy"
-	$(GFN) train hypergrid --preset tutorial --iters 0 --quiet --out $(DEMO)/untrained
+	$(GFN) train hypergrid --preset tutorial --iters 0 --quiet --overwrite --out $(DEMO)/untrained
 	$(GFN) sample $(DEMO)/untrained -n 5000 --exploration 0.5 --out $(DEMO)/explored.csv
 	@echo "== 3/4 ... then 200 epochs on them, trajectories drawn backward with P_B"
 	$(GFN) train hypergrid --preset tutorial --offline $(DEMO)/explored.csv --epochs 200 \
-		--batch-size 500 --final-samples 2000 --out $(DEMO)/tutorial-offline
+		--batch-size 500 --final-samples 2000 --overwrite --out $(DEMO)/tutorial-offline
 	@echo "== 4/4 a 4-D hypergrid of side 8, with the L1 of 200k samples"
-	$(GFN) train hypergrid --ndim 4 --height 8 --iters 2000 --final-samples 200000 --out $(DEMO)/hypergrid-4d
+	$(GFN) train hypergrid --ndim 4 --height 8 --iters 2000 --final-samples 200000 --overwrite --out $(DEMO)/hypergrid-4d
 	$(GFN) report $(DEMO)/tutorial $(DEMO)/tutorial-offline $(DEMO)/hypergrid-4d
 	@echo "plots: $(DEMO)/*/plots/*.png"
 
