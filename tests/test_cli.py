@@ -9,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gflownets.cli import main
+from cli_helpers import one_error_line, run_cli
 
 FAST = ["--iters", "30", "--batch-size", "8", "--hidden", "32", "--eval-every", "10", "--quiet"]
-
-
-def run_cli(*args):
-    return main([str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +85,6 @@ def test_sets_environment_trains(tmp_path):
     csv_path = tmp_path / "sets.csv"
     assert run_cli("sample", out, "-n", 5, "--out", csv_path) == 0
     assert list(csv.reader(csv_path.open()))[0] == ["item0", "item1", "item2", "log_reward"]
-
-
-def one_error_line(capsys, *args):
-    capsys.readouterr()
-    code = run_cli(*args)
-    err = capsys.readouterr().err.strip()
-    assert code != 0
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    assert "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize("args,match", [

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gflownets import figures, limits
-from gflownets.cli import main
+from cli_helpers import one_error_line, run_cli
 from gflownets.envs import DAG, BitSeq, Ehrlich, Hypergrid, Sequence, Sets
 from gflownets.envs.dag_data import sample_discrete
 from gflownets.errors import ConfigError, TooManyStates
@@ -25,18 +25,6 @@ from gflownets.training import RunConfig, Trainer, load_run
 from gflownets.training.io import write_objects_csv, write_objects_csv_chunks
 
 TINY = ["--hidden", "8", "--batch-size", "4", "--quiet"]
-
-
-def run_cli(*args) -> int:
-    return main([str(a) for a in args])
-
-
-def one_error_line(capsys, *args) -> str:
-    capsys.readouterr()
-    assert run_cli(*args) != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
-    return err
 
 
 # ------------------------------------------------------------------------------- plots

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from gflownets.cli import main
+from cli_helpers import run_cli
 from gflownets.envs import Hypergrid
 from gflownets.errors import ConfigError, RewardError
 from gflownets.reward_pool import CachedReward, RewardPool, serve_reward
@@ -139,10 +139,6 @@ def test_served_rewards_go_through_the_cache_to_the_workers_until_released():
 def test_the_config_refuses_invalid_reward_options(options, match):
     with pytest.raises(ConfigError, match=match):
         RunConfig(**options).validate()
-
-
-def run_cli(*args):
-    return main([str(a) for a in args])
 
 
 def test_a_cli_run_with_workers_and_a_cache_trains_as_one_without(tmp_path, capsys):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_helpers import one_error_line, run_cli
 from gflownets.cli import main
 from gflownets.envs import DAG, Hypergrid, Sets
 from gflownets.errors import CheckpointError, ConfigError, DataError, RewardError
@@ -23,20 +24,6 @@ from gflownets.training import RunConfig, load_run
 from gflownets.training.io import atomic_write_json, read_objects_csv
 
 TINY = ["--iters", "3", "--batch-size", "4", "--hidden", "8", "--quiet"]
-
-
-def run_cli(*args) -> int:
-    return main([str(a) for a in args])
-
-
-def one_error_line(capsys, *args) -> str:
-    """The one `error:` line that a failing command prints (and that it fails)."""
-    capsys.readouterr()
-    code = run_cli(*args)
-    err = capsys.readouterr().err.strip()
-    assert code != 0
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    return err
 
 
 def strict_json(text: str):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from cli_helpers import one_error_line, run_cli
 from gflownets.errors import RewardError, TrainingError
 from gflownets.training import RunConfig, Trainer, load_checkpoint_file, load_run
-from tests.test_cli import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--iters", "20", "--batch-size", "8", "--hidden", "16", "--eval-every", "10", "--quiet"]

@@ -8,17 +8,13 @@ import pytest
 import torch
 
 from gflownets import load_run
-from gflownets.cli import main
+from cli_helpers import run_cli
 from gflownets.envs import Hypergrid
 from gflownets.errors import ConfigError, RewardError
 from gflownets.training import RunConfig, Trainer
 from plugins.user_code import fails_on_far_corner, squares
 
 FAST = ["--iters", "20", "--batch-size", "8", "--hidden", "16", "--eval-every", "10", "--quiet"]
-
-
-def run_cli(*args):
-    return main([str(a) for a in args])
 
 
 @pytest.mark.parametrize("env", ["dag", "ehrlich", "hypergrid"])

@@ -97,7 +97,8 @@ class LossModule(nn.Module):
 def data_parallel(policy: nn.Module, objective: Any) -> nn.Module:
     """The objective wrapped in DDP: calling it on a rank's batch gives that rank's loss, and its
     backward leaves the gradient averaged over all ranks in every parameter's `.grad`."""
-    device_ids = [policy_device(policy).index] if policy_device(policy).type == "cuda" else None
+    device = policy_device(policy)
+    device_ids = [device.index] if device.type == "cuda" else None
     # some objectives leave parameters out (log Z in flow matching, ...), always the same ones:
     # a static graph lets DDP learn which in the first step instead of searching every step
     return nn.parallel.DistributedDataParallel(LossModule(policy, objective), device_ids=device_ids,
@@ -127,9 +128,9 @@ def any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
 
 def any_nonfinite(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """`values`, made NaN on every rank if any rank's are not finite."""
-    bad = torch.tensor([float(not bool(torch.isfinite(values).all()))], device=values.device)
+    bad = (~torch.isfinite(values)).any().to(values.dtype).reshape(1)  # no host sync: the caller reads once
     dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-    return values + values.new_full(values.shape, math.nan) if bool(bad) else values
+    return torch.where(bad > 0, torch.full_like(values, math.nan), values)
 
 
 def union_over_ranks(found: torch.Tensor, ranks: Ranks) -> torch.Tensor:
