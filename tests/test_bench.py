@@ -34,3 +34,17 @@ def test_bench_scaling_one_cell(tmp_path):
     # H=4, D=2: trajectories visit 1 to 7 states
     assert 1 <= cell["states_per_trajectory"] <= 7
     assert 0 < cell["network_gflops"] < result["machine"]["matmul_gflops_2048"] * 2
+
+
+def test_bench_ebgfn_ising_quick(tmp_path):
+    """bench/ebgfn.py: the three samplers and their equal-time variants on a 3 x 3 lattice."""
+    out = tmp_path / "ebgfn.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ebgfn.py"), "ising", "--side", "3", "--iters", "20",
+                           "--seeds", "1", "--n-test", "200", "--hidden", "16", "--equal-time", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert [r["method"] for r in result["runs"]] == ["eb-gfn", "gibbs", "gwg", "gibbs@time", "gwg@time"]
+    for run in result["runs"]:
+        assert run["kl_true_learned"] >= 0 and run["rmse_J"] > 0 and run["log_z_exact"]
+    assert result["runs"][1]["energy_evals_per_it"] == result["runs"][0]["energy_evals_per_it"]

@@ -3,6 +3,7 @@ invariant exactly (chi-square against the enumerated distribution, and the raw p
 not, so the test can fail); the metrics hit closed forms; joint training brings the learned
 energy's exact KL to the Ising data distribution down for EB-GFN, Gibbs and GWG."""
 
+import json
 import math
 
 import pytest
@@ -19,6 +20,8 @@ from gflownets.errors import ConfigError
 from gflownets.evaluation.likelihood import estimate_log_prob
 from gflownets.policies import MLPPolicy
 from gflownets.sampling.back_and_forth import back_and_forth, metropolis_hastings
+
+from cli_helpers import one_error_line, run_cli
 
 N_CHAINS = 40_000
 
@@ -170,3 +173,48 @@ def test_joint_training_learns_the_ising_distribution(method):
     assert records[-1]["step"] == 600 and records[-1]["energy_evaluations"] > 0
     if method == "eb-gfn":
         assert records[-1]["k"] == 9 and records[-1]["acceptance"] > 0.3
+
+
+def test_energy_command_writes_a_run(tmp_path, capsys):
+    """`gflownets energy` on exact Ising data: the run folder, the JSON, the exact metrics."""
+    out = tmp_path / "run"
+    assert run_cli("energy", "--ising", 3, "--sampler", "gwg", "--iters", 300, "--batch-size", 64,
+                   "--samples", 500, "--out", out, "--quiet") == 0
+    printed = json.loads(capsys.readouterr().out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert printed["out"] == str(out) and summary["sampler"] == "gwg" and summary["dim"] == 9
+    assert summary["log_z_exact"] and summary["kl_true_learned"] < 0.5 and summary["rmse_J"] < 0.1
+    assert summary["energy_nll"] < summary["uniform_nll"]
+    assert summary["energy_evaluations"] == 300 * 64 * 4
+    weights = torch.load(out / "model.pt", weights_only=True)
+    assert set(weights) == {"energy"} and weights["energy"]["weight"].shape == (9, 9)
+    assert len((out / "samples.csv").read_text().splitlines()) == 501
+    assert (out / "plots" / "energies.png").stat().st_size > 0
+    err = one_error_line(capsys, "energy", "--ising", 3, "--iters", 2, "--out", out, "--quiet")
+    assert "holds an energy run already" in err and "--overwrite" in err
+
+
+def test_energy_command_on_a_density_and_a_csv(tmp_path, capsys):
+    out = tmp_path / "spirals"
+    assert run_cli("energy", "--density", "2spirals", "--iters", 3, "--n-data", 500, "--samples", 100,
+                   "--hidden", 16, "--out", out, "--quiet") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dim"] == 32 and summary["sampler_nll"] > 0 and not summary["log_z_exact"]
+    assert set(torch.load(out / "model.pt", weights_only=True)) == {"energy", "policy"}
+    assert (out / "plots" / "samples.png").stat().st_size > 0
+    # the samples it wrote are a valid data file for the next run
+    capsys.readouterr()
+    assert run_cli("energy", "--data", out / "samples.csv", "--sampler", "gibbs", "--iters", 3, "--samples", 10,
+                   "--out", tmp_path / "again", "--quiet") == 0
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["n_test"] == 10
+
+
+def test_energy_command_errors(tmp_path, capsys):
+    assert "exactly one of --density, --ising and --data" in one_error_line(capsys, "energy", "--iters", 1)
+    assert "exactly one" in one_error_line(capsys, "energy", "--ising", 2, "--density", "moons")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("b0,b1\n0,1\n1,2\n")
+    assert "outside [0, 1]" in one_error_line(capsys, "energy", "--data", bad, "--out", tmp_path / "x")
+    few = tmp_path / "few.csv"
+    few.write_text("b0,b1\n0,1\n1,1\n")
+    assert "at least 4" in one_error_line(capsys, "energy", "--data", few, "--out", tmp_path / "y")

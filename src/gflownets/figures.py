@@ -1,6 +1,7 @@
 """Drawing primitives on plain arrays (matplotlib and numpy only; imports nothing else of the
 package), so that environments can draw their own figures: `plot_matrices` (heatmaps of square
-matrices), `plot_distribution_scatter` (learned vs target probabilities), and for 2-D grids
+matrices), `plot_distribution_scatter` (learned vs target probabilities), `plot_point_panels` (2-D samples
+side by side), `plot_curves` (named series), and for 2-D grids
 `plot_grid_distributions` (side-by-side heatmaps) and `plot_grid_policy` (policies as arrows).
 Every function writes one PNG file and returns its path.
 
@@ -95,6 +96,38 @@ def plot_distribution_scatter(learned: np.ndarray, target: np.ndarray, out: Path
     ax.plot([low, high], [low, high], color="gray", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="target R(x)/Z", ylabel="learned P(x)",
            title=f"{len(target)} objects, exact L1 = {np.abs(learned - target).sum():.4f}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_point_panels(panels: list[tuple[str, np.ndarray]], out: Path, limits: tuple[float, float] = (-4.0, 4.0)
+                      ) -> Path:
+    """Side-by-side scatter plots of 2-D points ((n, 2) arrays), one panel each, on shared
+    square axes: decoded samples next to the data they should match."""
+    for _, points in panels:
+        check_points(out, len(points))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.2), squeeze=False, layout="constrained")
+    for ax, (title, points) in zip(axes[0], panels):
+        points = _array(points)
+        ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.5, linewidths=0)
+        ax.set(title=title, xlim=limits, ylim=limits, aspect="equal", xticks=[], yticks=[])
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, xlabel: str, ylabel: str,
+                title: str = "") -> Path:
+    """Line plots of named (x, y) series on one axis, with a legend."""
+    for x, _ in curves.values():
+        check_points(out, len(x))
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for label, (x, y) in curves.items():
+        ax.plot(_array(x), _array(y), label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -59,11 +59,20 @@ def all_bit_vectors(dim: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def energy_log_probs(energy: nn.Module, states: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+def energies_of(energy: nn.Module, states: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """(S,) float64 energies, `chunk` rows at a time."""
+    return torch.cat([energy(states[i:i + chunk].float()).double() for i in range(0, len(states), chunk)])
+
+
+def energy_log_probs(energy: nn.Module, states: torch.Tensor) -> torch.Tensor:
     """(S,) float64 log-probabilities of the learned energy's distribution restricted to
     `states` (normalised over them: all 2^D states gives the exact distribution)."""
-    energies = torch.cat([energy(states[i:i + chunk]).double() for i in range(0, len(states), chunk)])
-    return (-energies).log_softmax(dim=0)
+    return (-energies_of(energy, states)).log_softmax(dim=0)
+
+
+def exact_log_z(energy: nn.Module, dim: int) -> float:
+    """log Z_E by enumerating all 2^dim states (dim <= 20)."""
+    return float(torch.logsumexp(-energies_of(energy, all_bit_vectors(dim)), 0))
 
 
 def exact_kl(energy: nn.Module, true_probs: torch.Tensor, states: torch.Tensor) -> dict[str, float]:
