@@ -218,3 +218,27 @@ def test_energy_command_errors(tmp_path, capsys):
     few = tmp_path / "few.csv"
     few.write_text("b0,b1\n0,1\n1,1\n")
     assert "at least 4" in one_error_line(capsys, "energy", "--data", few, "--out", tmp_path / "y")
+
+
+@pytest.mark.parametrize("sampler", ["eb-gfn", "gwg"])
+def test_energy_run_resumes_bit_for_bit(tmp_path, capsys, sampler):
+    """A run stopped at a checkpoint and resumed ends with the same weights as one run straight."""
+    common = ["energy", "--ising", 2, "--sampler", sampler, "--batch-size", 16, "--hidden", 16, "--samples", 50,
+              "--checkpoint-every", 10, "--k-warmup", 20, "--quiet"]
+    assert run_cli(*common, "--iters", 40, "--out", tmp_path / "straight") == 0
+    assert run_cli(*common, "--iters", 20, "--out", tmp_path / "resumed") == 0
+    assert run_cli(*common, "--iters", 40, "--out", tmp_path / "resumed", "--resume") == 0
+    straight = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
+    for part in straight:
+        for name, tensor in straight[part].items():
+            assert torch.equal(tensor, resumed[part][name]), (part, name)
+    records = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 41))
+    err = one_error_line(capsys, *common, "--iters", 40, "--lr", 0.5, "--out", tmp_path / "resumed", "--resume")
+    assert "other settings" in err and "lr 0.01 -> 0.5" in err
+    err = one_error_line(capsys, *common, "--iters", 10, "--out", tmp_path / "resumed", "--resume")
+    assert "40 iterations already" in err
+    (tmp_path / "resumed" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert "damaged" in one_error_line(capsys, *common, "--iters", 50, "--out", tmp_path / "resumed", "--resume")
+    assert "no checkpoint" in one_error_line(capsys, *common, "--out", tmp_path / "none", "--resume")

@@ -282,11 +282,18 @@ def estimate(run_dir: str, n: int, k: int, trajectories: int, objects_file: str 
               help="samples drawn at the end (MMD, samples.csv, the plot)")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", "out", help="run folder [default: runs/energy-DATA-SAMPLER]")
+@click.option("--k-warmup", type=click.IntRange(min=1), help="eb-gfn: iterations over which the back-and-forth "
+              "K grows from 1 to D [default: half of --iters]")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="iterations between checkpoints (the whole training state, written atomically)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint (same settings; "
+              "--iters may grow)")
 @click.option("--overwrite", is_flag=True, help="replace an energy run already in --out")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def energy(density: str | None, ising_side: int | None, data_file: str | None, sigma: float, sampler: str,
            iters: int, batch_size: int, lr: float | None, hidden: int, layers: int, steps: int | None,
-           n_data: int | None, n_samples: int, seed: int, out: str | None, overwrite: bool, quiet: bool) -> None:
+           n_data: int | None, n_samples: int, seed: int, out: str | None, k_warmup: int | None, checkpoint_every: int, resume: bool,
+           overwrite: bool, quiet: bool) -> None:
     """Learn an energy model of binary data with a GFlowNet as its sampler (EB-GFN, Zhang et al.
     2022), or with Gibbs / Gibbs-with-gradients chains; write the run folder and print the
     held-out NLL, the MMD of samples to held-out data (and for Ising the couplings' RMSE and the
@@ -298,6 +305,8 @@ def energy(density: str | None, ising_side: int | None, data_file: str | None, s
         raise ConfigError("give exactly one of --density, --ising and --data")
     if out == "":
         raise ConfigError("--out must name a folder")
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one")
     if density:
         data = density_data(density, n_data or 20_000, n_samples, seed=seed)
     elif ising_side:
@@ -308,7 +317,8 @@ def energy(density: str | None, ising_side: int | None, data_file: str | None, s
                             progress=not quiet)
     folder = Path(out) if out else Path("runs") / f"energy-{data.name}-{sampler}"
     summary = train_and_write(data, sampler, config, folder, hidden=hidden, layers=layers, steps=steps,
-                              n_samples=n_samples, overwrite=overwrite)
+                              n_samples=n_samples, overwrite=overwrite, resume=resume,
+                              checkpoint_every=checkpoint_every, k_warmup=k_warmup)
     click.echo(json.dumps(json_safe({"out": str(folder), **summary}), indent=2, allow_nan=False))
 
 

@@ -67,6 +67,15 @@ class GFlowNetNegatives:
         self.energy_evaluations = 0
         self.last = {}
 
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "energy_evaluations": self.energy_evaluations}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.energy_evaluations = state["energy_evaluations"]
+
     @torch.no_grad()
     def _log_reward(self, rows: torch.Tensor) -> torch.Tensor:
         self.energy_evaluations += len(rows)
@@ -127,6 +136,12 @@ class _PersistentChains:
             self.chains = random_bits(self.n_chains, self.dim, generator).to(data.device)
         self.chains = self.run(energy, self.chains, self.steps, generator)
         return self.chains
+
+    def state_dict(self) -> dict:
+        return {"chains": self.chains, "energy_evaluations": self.energy_evaluations}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.chains, self.energy_evaluations = state["chains"], state["energy_evaluations"]
 
     def sample(self, energy: Energy, n: int, generator: torch.Generator, steps: int = 1000) -> torch.Tensor:
         """n fresh chains from uniform bits, after `steps` steps on `energy` (for evaluation)."""

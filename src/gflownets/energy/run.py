@@ -5,9 +5,9 @@ fits it, the negative sampler by name, and the evaluation of a trained energy an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +21,14 @@ from gflownets.energy.metrics import (MAX_EXACT_BITS, all_bit_vectors, coupling_
                                       energies_of, exact_log_z, exp_hamming_mmd,
                                       kernel_log_z)
 from gflownets.energy.models import IsingEnergy, MLPEnergy
-from gflownets.energy.training import EnergyTraining, train_energy
+from gflownets.energy.training import EnergyTrainer, EnergyTraining
 from gflownets.energy.negatives import GFlowNetNegatives, GibbsNegatives, GWGNegatives, linear_k
 from gflownets.envs.bits import MAX_DIM, Bits
-from gflownets.errors import ConfigError
+from gflownets.errors import CheckpointError, ConfigError
 from gflownets.evaluation.likelihood import estimate_log_prob
 from gflownets.figures import plot_curves, plot_point_panels, skipped_plots
 from gflownets.textfiles import is_number, read_csv_rows
+from gflownets.training.run_files import safe_torch_load
 from gflownets.training.io import (LOG_REWARD_COLUMN, atomic_torch_save, atomic_write_json, atomic_write_text,
                                    read_objects_csv, write_objects_csv)
 
@@ -172,36 +173,99 @@ def default_out(data: EnergyData, sampler: str) -> Path:
     return Path("runs") / f"energy-{data.name}-{sampler}"
 
 
-#: the files `write_run` writes (and `--overwrite` replaces)
-ENERGY_RUN_FILES = ("summary.json", "metrics.jsonl", "model.pt", "samples.csv", "plots/samples.png",
-                    "plots/energies.png")
+#: the files of an energy run (`--overwrite` replaces them)
+ENERGY_RUN_FILES = ("summary.json", "metrics.jsonl", "model.pt", "checkpoint.pt", "samples.csv",
+                    "plots/samples.png", "plots/energies.png")
+#: settings a resumed run must share with its checkpoint (iters may grow; the rest is the run)
+RESUME_FIXED = ("data", "data_sha256", "dim", "sampler", "steps", "k_warmup", "hidden", "layers", "batch_size", "lr",
+                "l2", "seed")
+
+
+def _settings(data: EnergyData, sampler: str, config: EnergyTraining, steps: int | None, hidden: int,
+              layers: int, k_warmup: int | None) -> dict:
+    digest = hashlib.sha256(data.train.numpy().tobytes() + data.test.numpy().tobytes()).hexdigest()
+    return {"data": data.name, "data_sha256": digest, "dim": data.dim, "n_train": len(data.train),
+            "n_test": len(data.test), "sampler": sampler, "steps": steps, "hidden": hidden, "layers": layers,
+            "k_warmup": (k_warmup or max(1, config.iters // 2)) if sampler == "eb-gfn" else None,
+            **{k: v for k, v in dataclasses.asdict(config).items() if k != "progress"}}
+
+
+def _load_energy_checkpoint(checkpoint: Path) -> dict:
+    state = safe_torch_load(checkpoint)
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict) or "trainer" not in state:
+        raise CheckpointError(f"{checkpoint} is not an energy-run checkpoint")
+    return state
+
+
+def _saved_settings(checkpoint: Path) -> dict:
+    return _load_energy_checkpoint(checkpoint)["settings"]
+
+
+def _resume_state(checkpoint: Path, settings: dict) -> dict:
+    """The checkpoint of the run in `checkpoint`'s folder, refused (naming the settings) where
+    it was trained with other data or settings than `settings`."""
+    state = _load_energy_checkpoint(checkpoint)
+    saved = state["settings"]
+    changed = [f"{k} {saved.get(k)!r} -> {settings[k]!r}" for k in RESUME_FIXED if saved.get(k) != settings[k]]
+    if changed:
+        raise ConfigError(f"cannot resume {checkpoint.parent}: it was trained with other settings ({'; '.join(changed)})")
+    if settings["iters"] < state["trainer"]["step"]:
+        raise ConfigError(f"cannot resume {checkpoint.parent} with --iters {settings['iters']}: it has trained "
+                          f"{state['trainer']['step']} iterations already")
+    return state
 
 
 def train_and_write(data: EnergyData, sampler: str, config: EnergyTraining, out: Path, *, hidden: int = 256,
                     layers: int = 2, steps: int | None = None, n_samples: int = 4000, sample_steps: int = 320,
-                    overwrite: bool = False) -> dict:
+                    overwrite: bool = False, resume: bool = False, checkpoint_every: int = 500,
+                    k_warmup: int | None = None) -> dict:
     """Train an energy model on `data` with the named negative sampler and write the run folder:
-    summary.json (settings, metrics, seconds), metrics.jsonl (the training records), model.pt
-    (the energy's and the GFlowNet's weights as plain tensors, written atomically), samples.csv
-    and plots (decoded samples next to the held-out data for 2-D densities; data vs negative
-    energies over training). Returns the summary."""
+    checkpoint.pt every `checkpoint_every` iterations and at the end (the whole training state,
+    atomically, as plain tensors: `resume` continues it bit for bit), then summary.json
+    (settings, metrics, seconds), metrics.jsonl (the training records), model.pt (the energy's and
+    the GFlowNet's weights), samples.csv and plots (decoded samples next to the held-out data for
+    2-D densities; data vs negative energies over training). Returns the summary."""
     out = Path(out)
-    if any((out / name).exists() for name in ENERGY_RUN_FILES) and not overwrite:
-        raise ConfigError(f"{out} holds an energy run already; pass --overwrite to replace it")
-    config.validate()
+    checkpoint = out / "checkpoint.pt"
+    settings = _settings(data, sampler, config, steps, hidden, layers, k_warmup)
+    state = None
+    if resume:
+        if k_warmup is None:  # the default is half the first run's iterations, whatever --iters is now
+            settings["k_warmup"] = _saved_settings(checkpoint).get("k_warmup")
+        state = _resume_state(checkpoint, settings)
+    elif any((out / name).exists() for name in ENERGY_RUN_FILES) and not overwrite:
+        raise ConfigError(f"{out} holds an energy run already; pass --resume to continue it or --overwrite to replace it")
+    if checkpoint_every < 1:
+        raise ConfigError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if not resume:
+        for name in ENERGY_RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     energy = make_energy(data)
-    negatives = make_negatives(sampler, data.dim, config.batch_size, config.iters, hidden, layers, steps)
-    started = time.perf_counter()
-    records = train_energy(energy, negatives, data.train, config, record_every=max(1, config.iters // 100))
-    seconds = time.perf_counter() - started
+    negatives = make_negatives(sampler, data.dim, config.batch_size, config.iters, hidden, layers, steps,
+                               settings["k_warmup"])
+    trainer = EnergyTrainer(energy, negatives, data.train, config)
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+
+    saved_at = [trainer.step]
+
+    def save() -> None:
+        atomic_torch_save(checkpoint, {"settings": settings, "trainer": trainer.state_dict()})
+        saved_at[0] = trainer.step
+
+    def on_record(record: dict) -> None:
+        if record["step"] - saved_at[0] >= checkpoint_every:
+            save()
+
+    records = trainer.run(record_every=max(1, config.iters // 100), on_record=on_record)
+    save()
     metrics, samples = evaluate(energy, negatives, data, torch.Generator().manual_seed(config.seed + 1),
                                 n_samples=n_samples, sample_steps=sample_steps)
-    summary = {"data": data.name, "dim": data.dim, "n_train": len(data.train), "n_test": len(data.test),
-               "sampler": sampler, "steps_per_iteration": getattr(negatives, "steps", None), "hidden": hidden,
-               "layers": layers, **{k: v for k, v in dataclasses.asdict(config).items() if k != "progress"},
-               "train_seconds": round(seconds, 2), "energy_evaluations": records[-1]["energy_evaluations"], **metrics}
+    summary = {**{k: v for k, v in settings.items() if k != "steps"}, "steps_per_iteration": getattr(negatives, "steps", None),
+               "train_seconds": round(trainer.seconds, 2), "energy_evaluations": records[-1]["energy_evaluations"],
+               **metrics}
     weights = {"energy": energy.state_dict()}
     if isinstance(negatives, GFlowNetNegatives):
         weights["policy"] = negatives.policy.state_dict()

@@ -110,13 +110,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint's contents, as plain tensors and data on `device` (never unpickled code)."""
+def safe_torch_load(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """A torch file's contents as plain tensors and data on `device`: `weights_only`, so a file
+    holding code is refused (naming what it holds) instead of run; any unreadable file is a
+    one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets a clear one-line error
         text = str(err).strip()
         found = re.search(r"GLOBAL (\S+)", text)  # what weights_only refuses: code, classes, functions
@@ -127,6 +129,12 @@ def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -
             raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged or not a torch checkpoint") from None
         raise CheckpointError(f"cannot read checkpoint {path}: "
                               f"{text.splitlines()[0] if text else type(err).__name__}") from None
+
+
+def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, as plain tensors and data on `device` (never unpickled code)."""
+    path = Path(path)
+    state = safe_torch_load(path, device)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a gflownets checkpoint (format {CHECKPOINT_FORMAT})")
     damaged = [key for key, kind in REQUIRED.items() if not isinstance(state.get(key), kind)]
