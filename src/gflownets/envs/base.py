@@ -125,6 +125,9 @@ class DiscreteEnv(abc.ABC):
     #: their results are discarded).
     #: A rollout that does not trace is reported by a ConfigError before training starts.
     compilable: ClassVar[bool] = False
+    #: whether states carry a context (`envs.conditional.ConditionalEnv`): log Z is then the
+    #: state flow of each trajectory's s0, not one learned scalar
+    conditional: ClassVar[bool] = False
 
     #: inclusive (min, max) of every state entry, checked by the default `objects_from_rows`
     #: (None: no check); a property where it depends on the config
@@ -235,8 +238,9 @@ class DiscreteEnv(abc.ABC):
     def exit_action(self) -> int:
         return self.n_actions - 1
 
-    def initial_states(self, batch_size: int) -> torch.Tensor:
-        """`batch_size` copies of s0, on `self.device` (also where an `initial_state` is not)."""
+    def initial_states(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`batch_size` copies of s0, on `self.device` (also where an `initial_state` is not).
+        `generator`: for environments whose s0 is drawn (a conditional environment's context)."""
         return self.initial_state.to(self.device).expand(batch_size, *self.state_shape).clone()
 
     def is_initial(self, states: torch.Tensor) -> torch.Tensor:
@@ -272,6 +276,12 @@ class DiscreteEnv(abc.ABC):
                 setattr(self, key, moved(value))
         self._device = device
         return self
+
+    def objective_values(self, states: torch.Tensor) -> torch.Tensor | None:
+        """Multi-objective environments: (B, m) float64 values in [0, 1] of the finished objects,
+        higher is better (preference conditioning scalarises them; Pareto fronts and
+        hypervolumes are measured on them). Default: None, a single-objective environment."""
+        return None
 
     def use_training_data(self, objects: torch.Tensor) -> None:
         """Called with an offline run's data set before training; environments that measure

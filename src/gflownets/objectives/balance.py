@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from gflownets.objectives.base import Objective, register
-from gflownets.objectives.terms import step_terms, trajectory_terms
+from gflownets.objectives.terms import log_z_per_trajectory, step_terms, trajectory_terms
 from gflownets.policies.base import Policy
 from gflownets.sampling.trajectories import Trajectories
 
@@ -17,7 +17,8 @@ def trajectory_balance(policy: Policy, batch: Trajectories) -> torch.Tensor:
     per-step terms: TB needs no padded layout."""
     steps = step_terms(policy, batch)
     log_ratio = steps.per_trajectory(steps.log_pf - steps.log_pb_into, len(batch))
-    residual = policy.log_z + log_ratio - batch.log_rewards.to(log_ratio.dtype)
+    log_z = log_z_per_trajectory(policy, steps, len(batch))
+    residual = log_z + log_ratio - batch.log_rewards.to(log_ratio.dtype)
     return residual.pow(2).mean()
 
 
@@ -50,6 +51,7 @@ def subtrajectory_balance(policy: Policy, batch: Trajectories, lam: float = 0.9)
 class TrajectoryBalance(Objective):
     name = "tb"
     summary = "trajectory balance (Malkin et al. 2022)"
+    conditionable = True
 
     def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
         return trajectory_balance(policy, batch)
@@ -60,6 +62,7 @@ class DetailedBalance(Objective):
     name = "db"
     summary = "detailed balance with a learned state flow (Bengio et al. 2023)"
     uses_state_flow = True
+    conditionable = True
 
     def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
         return detailed_balance(policy, batch)
@@ -70,6 +73,7 @@ class SubTrajectoryBalance(Objective):
     name = "subtb"
     summary = "sub-trajectory balance, lambda-weighted (Madan et al. 2023; option subtb_lambda)"
     uses_state_flow = True
+    conditionable = True
 
     def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
         return subtrajectory_balance(policy, batch, lam=self.option("subtb_lambda", 0.9))

@@ -34,6 +34,8 @@ class Objective:
     uses_state_flow: ClassVar[bool] = False
     #: can bootstrap from a Polyak-averaged copy of the policy (`target_decay` > 0)
     uses_target: ClassVar[bool] = False
+    #: trains conditional GFlowNets (log Z a function of the context, `terms.log_z_per_trajectory`)
+    conditionable: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, target: Policy | None = None):
         """`options`: anything with the run's option attributes (a RunConfig); `target`: the
@@ -42,7 +44,13 @@ class Objective:
         self.target = target if self.uses_target else None
 
     def check_env(self, env: Any) -> None:
-        """Raise ConfigError if the objective cannot train on `env` (before the first step)."""
+        """Raise ConfigError if the objective cannot train on `env` (before the first step);
+        subclasses that override it call this one too."""
+        if getattr(env, "conditional", False) and not self.conditionable:
+            from gflownets.errors import ConfigError
+            conditionable = sorted(name for name, cls in OBJECTIVES.items() if cls.conditionable)
+            raise ConfigError(f"objective {self.name} does not train conditional GFlowNets; use one of "
+                              f"{', '.join(conditionable)}")
 
     def option(self, name: str, default: Any) -> Any:
         return getattr(self.options, name, default) if self.options is not None else default
@@ -54,5 +62,14 @@ class Objective:
         return self.loss(policy, batch)
 
     def log_z(self, policy: Policy) -> float:
-        """The sampler's own estimate of log Z (default: the learned scalar)."""
+        """The sampler's own estimate of log Z (default: the learned scalar); NaN on a
+        conditional environment, whose log Z depends on the context (`log_z_at`)."""
+        if policy.env.conditional:
+            return float("nan")
         return float(policy.log_z.detach())
+
+    @torch.no_grad()
+    def log_z_at(self, policy: Policy, s0: torch.Tensor) -> float:
+        """log Z(c) of a conditional GFlowNet for the context of the (1, ...) state `s0`: its
+        learned state flow log F(s0 | c)."""
+        return float(policy(s0).log_flow[0])

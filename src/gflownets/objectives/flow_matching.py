@@ -38,10 +38,11 @@ def flow_matching(policy: Policy, batch: Trajectories) -> torch.Tensor:
 
 
 @torch.no_grad()
-def flow_matching_log_z(policy: Policy) -> torch.Tensor:
-    """Under flow matching, Z is the total outflow of s0."""
+def flow_matching_log_z(policy: Policy, s0: torch.Tensor | None = None) -> torch.Tensor:
+    """Under flow matching, Z is the total outflow of s0 (of a conditional environment, the s0
+    of one context: `s0`, a (1, ...) state)."""
     env = policy.env
-    s0 = env.initial_states(1)
+    s0 = env.initial_states(1) if s0 is None else s0
     logits = policy(s0).forward_logits.masked_fill(~env.forward_mask(s0), MASKED_LOGIT)
     return logits.logsumexp(dim=-1)[0]
 
@@ -50,9 +51,13 @@ def flow_matching_log_z(policy: Policy) -> torch.Tensor:
 class FlowMatching(Objective):
     name = "fm"
     summary = "flow matching of edge flows (Bengio et al. 2021)"
+    conditionable = True
 
     def loss(self, policy: Policy, batch: Trajectories) -> torch.Tensor:
         return flow_matching(policy, batch)
 
     def log_z(self, policy: Policy) -> float:
-        return float(flow_matching_log_z(policy))
+        return float("nan") if policy.env.conditional else float(flow_matching_log_z(policy))
+
+    def log_z_at(self, policy: Policy, s0: torch.Tensor) -> float:
+        return float(flow_matching_log_z(policy, s0))

@@ -73,6 +73,7 @@ class ModifiedDetailedBalance(Objective):
     uses_target = True
 
     def check_env(self, env) -> None:
+        super().check_env(env)
         if not bool(env.forward_mask(env.initial_states(1))[:, -1].all()):
             raise ConfigError(_every_state_terminal(env))
 

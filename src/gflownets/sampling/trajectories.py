@@ -69,7 +69,7 @@ def sample_forward(env: DiscreteEnv, policy: Policy, n: int, generator: torch.Ge
 
     The loop is the hot path of training, so each step is a handful of tensor ops on the
     trajectories still running; what they visit is written into the padded batch once, at the end."""
-    states = env.initial_states(n) if start is None else start  # the unfinished trajectories' states
+    states = env.initial_states(n, generator) if start is None else start  # the unfinished trajectories' states
     device = states.device
     rows = torch.arange(n, device=device)  # ...and which trajectories they are
     visited_rows, visited_states, taken = [], [], []

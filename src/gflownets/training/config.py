@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from gflownets.envs import DiscreteEnv
+from gflownets.envs.conditional import SCALARISATIONS, ConditionalEnv, Preference, Temperature
 from gflownets.envs.limits import check_seed
 from gflownets.errors import CheckpointError, ConfigError
 from gflownets.objectives import OBJECTIVES
@@ -29,7 +30,8 @@ from gflownets.textfiles import read_text
 
 #: choices of the fields that have a fixed set of values (the CLI offers the same lists)
 CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"], "backward_policy": ["learned", "uniform"],
-           "replay_keep": list(KEEP), "on_nonfinite": ["stop", "skip"]}
+           "replay_keep": list(KEEP), "on_nonfinite": ["stop", "skip"], "condition": ["none", "beta", "preference"],
+           "beta_distribution": ["uniform", "loguniform", "gamma"], "scalarisation": list(SCALARISATIONS)}
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -142,6 +144,18 @@ class RunConfig:
                                                     "the run stops with an error")
     reward_cache: int = _field(0, "remember the rewards of the last N distinct objects scored and never score "
                                   "them again; only for a reward that depends on the object alone (0: off)")
+    condition: str = _field("none", "train one sampler for a family of rewards: beta (R(x)^beta, beta drawn per "
+                                    "trajectory from --beta-range) | preference (multi-objective: (scalarised "
+                                    "objectives)^--preference-beta, weights from a Dirichlet) | none")
+    beta_range: str = _field("1,16", "condition beta: LOW,HIGH range of the temperatures trained on")
+    beta_distribution: str = _field("uniform", "condition beta: how beta is drawn in the range: uniform | loguniform "
+                                               "| gamma (shape 2, mean the midpoint, clipped)")
+    preference_alpha: float = _field(1.0, "condition preference: Dirichlet concentration of the weights")
+    scalarisation: str = _field("sum", "condition preference: sum (sum w_i f_i) | product (prod f_i^w_i) | "
+                                       "tchebycheff (min w_i f_i)")
+    preference_beta: float = _field(8.0, "condition preference: the exponent of the scalarised objectives")
+    eval_contexts: str = _field("", "contexts of the exact per-context evaluation, ';'-separated (beta: '1;4;16', "
+                                    "preference: '0.3,0.7;0.5,0.5'); default: 5 spread over the range or simplex")
 
     # ------------------------------------------------------------------ resolution
     @classmethod
@@ -306,10 +320,29 @@ class RunConfig:
                 raise ConfigError(f"{key} is recorded in the run's files, so it must be a 'module:function' "
                                   f"string; pass a Python function through the environment instead "
                                   f"(Hypergrid(reward_fn=f), Trainer(config, env=env)), got {getattr(self, key)!r}")
+        if self.condition != "none":
+            self._validate_condition()
         if self.offline is not None and self.replay_size:
             raise ConfigError("replay does not apply to offline training: every batch already comes from the "
                               "data set (set replay_size 0)")
         self._validate_device()
+
+    def _validate_condition(self) -> None:
+        if not OBJECTIVES[self.objective].conditionable:
+            allowed = sorted(name for name, cls in OBJECTIVES.items() if cls.conditionable)
+            raise ConfigError(f"condition {self.condition}: objective {self.objective} does not train conditional "
+                              f"GFlowNets; use one of {', '.join(allowed)}")
+        for key, why in (("compile", "the compiled rollout is unconditional"), ("offline", "data rows have no context"),
+                         ("mutations", "mutation chains are unconditional")):
+            if getattr(self, key):
+                raise ConfigError(f"condition {self.condition} does not combine with {key} ({why})")
+        if self.policy != "mlp":
+            raise ConfigError(f"condition {self.condition} needs the mlp policy (it reads the context)")
+        if self.condition == "beta":
+            self.beta_bounds()
+        if not (self.preference_alpha > 0 and self.preference_beta > 0 and math.isfinite(self.preference_beta)):
+            raise ConfigError(f"preference_alpha and preference_beta must be > 0, got {self.preference_alpha} and "
+                              f"{self.preference_beta}")
 
     def _validate_device(self) -> None:
         try:
@@ -354,7 +387,30 @@ class RunConfig:
         env = environment_class(self.env)(self.env_config(), reward_fn=functions[0], log_reward_fn=functions[1],
                                           **floor)
         env.reward_spec = tuple(_recorded(spec) for spec in (reward_spec, log_reward_spec))
-        return env
+        return self.conditioned(env)
+
+    def conditioned(self, env: DiscreteEnv) -> DiscreteEnv:
+        """`env` conditioned as `condition` says (itself where none)."""
+        if self.condition == "none" or getattr(env, "conditional", False):
+            return env
+        if self.condition == "beta":
+            low, high = self.beta_bounds()
+            return ConditionalEnv(env, Temperature(low, high, self.beta_distribution))
+        probe = env.objective_values(env.initial_states(0))
+        if probe is None:
+            raise ConfigError(f"condition preference needs a multi-objective environment (objective_values); "
+                              f"{env.name} has one objective")
+        return ConditionalEnv(env, Preference(probe.shape[1], self.preference_alpha, self.scalarisation,
+                                              self.preference_beta))
+
+    def beta_bounds(self) -> tuple[float, float]:
+        try:
+            low, high = (float(v) for v in str(self.beta_range).split(","))
+        except ValueError:
+            raise ConfigError(f"beta_range must be LOW,HIGH (two numbers), got {self.beta_range!r}") from None
+        if not (0 < low <= high <= 1e3):
+            raise ConfigError(f"beta_range must satisfy 0 < LOW <= HIGH <= 1000, got {self.beta_range!r}")
+        return low, high
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import CheckpointError, ConfigError, Interrupted, RewardError, TrainingError
 from gflownets.evaluation.evaluator import SAMPLE_CHUNK, evaluate, mode_tracker, sample_objects
 from gflownets.limits import check_run_memory
+from gflownets.evaluation.conditional import ContextEvaluator, contexts_for
 from gflownets.evaluation.exact import try_state_graph
 from gflownets.objectives import OBJECTIVES
 from gflownets.policies import MLPPolicy, Policy, TabularPolicy
@@ -38,8 +39,9 @@ from gflownets.training.run_files import RunFiles, file_sha256, load_checkpoint_
 def build_policy(config: RunConfig, env: DiscreteEnv) -> Policy:
     if config.policy == "tabular":
         return TabularPolicy(env, backward=config.backward_policy)
+    # a conditional GFlowNet's log Z(c) is the state flow of its s0 (objectives.terms.log_z_per_trajectory)
     return MLPPolicy(env, hidden=config.hidden, layers=config.layers, backward=config.backward_policy,
-                     state_flow=OBJECTIVES[config.objective].uses_state_flow)
+                     state_flow=OBJECTIVES[config.objective].uses_state_flow or env.conditional)
 
 
 class Trainer:
@@ -70,7 +72,11 @@ class Trainer:
         # a slow user reward: scored by worker processes and/or through a cache until close()
         self._release_reward = serve_reward(self.env, config.reward_workers, config.reward_timeout,
                                             config.reward_cache)
-        self.graph = try_state_graph(self.env, self._note_no_exact) if config.exact else None
+        # a conditional environment is evaluated exactly per context (each fixed context is enumerable)
+        self.graph = try_state_graph(self.env, self._note_no_exact) if config.exact and not self.env.conditional \
+            else None
+        self.context_evaluator = (ContextEvaluator(self.env, contexts_for(self.env, config.eval_contexts))
+                                  if config.exact and self.env.conditional else None)
         self.modes = mode_tracker(self.env, self.graph)
         self.policy = build_policy(config, self.env).to(self.device)
         # Polyak averaging: training samples on-policy from the raw weights; evaluation, sampling
@@ -385,8 +391,11 @@ class Trainer:
         """Exact metrics where the environment is enumerable; with n_samples, the same metrics
         measured on that many samples (suffix `_samples`)."""
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed * 1_000_003 + self.step)
-        return evaluate(self.env, self.eval_policy, self.objective.log_z(self.eval_policy), self.graph,
-                        self.modes, n_samples, generator)
+        out = evaluate(self.env, self.eval_policy, self.objective.log_z(self.eval_policy), self.graph,
+                       self.modes, n_samples, generator)
+        if self.context_evaluator is not None:
+            out.update(self.context_evaluator.evaluate(self.eval_policy, self.objective.log_z_at))
+        return out
 
     def sample_objects(self, n: int, generator: torch.Generator | None = None,
                        exploration: float = 0.0) -> torch.Tensor:
