@@ -177,21 +177,51 @@ def _with_run_options(command):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--exploration", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="mix the policy with uniform actions (to make exploratory data sets)")
+@click.option("--beta", type=float, help="a run trained with --condition beta: sample at this temperature "
+              "(any value in its --beta-range)")
+@click.option("--preference", help="a run trained with --condition preference: sample with these weights, "
+              "W0,W1,... summing to 1")
 @_with_run_options
-def sample(run_dir: str, n: int, out: str, seed: int, exploration: float, reward: str | None,
-           log_reward: str | None, env: str | None, device: str | None, accept_changed_data: bool) -> None:
+def sample(run_dir: str, n: int, out: str, seed: int, exploration: float, beta: float | None,
+           preference: str | None, reward: str | None, log_reward: str | None, env: str | None, device: str | None,
+           accept_changed_data: bool) -> None:
     """Draw N finished objects from a trained run; one per row with its log_reward. They are
     drawn and written a chunk at a time (memory does not grow with N), into a temporary file that
-    replaces --out once complete; the rows are those of Trainer.sample(N, seed)."""
+    replaces --out once complete; the rows are those of Trainer.sample(N, seed). A conditional
+    run samples at the context --beta or --preference names (its log_reward is that context's)."""
     trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device,
                        accept_changed_data=accept_changed_data)
+    context = _context_option(trainer.env, beta, preference)
     # a row is at least one digit and a separator per column, and a log_reward such as "0.0" and CRLF
     require_disk_space(f"-n {n} rows", n * (2 * len(trainer.env.object_columns) + 5), out, "draw fewer objects")
-    chunks = trainer.sample_chunks(n, seed=seed, exploration=exploration, chunk=SAMPLE_CHUNK)
+    chunks = trainer.sample_chunks(n, seed=seed, exploration=exploration, chunk=SAMPLE_CHUNK, context=context)
     with tqdm(total=n, unit="objects", unit_scale=True, desc="sampling", disable=n <= SAMPLE_CHUNK,
               dynamic_ncols=True) as bar:
         write_objects_csv_chunks(out, trainer.env, chunks, progress=bar.update)
     click.echo(f"wrote {n} objects to {out}")
+
+
+def _context_option(env: Any, beta: float | None, preference: str | None) -> list[float] | None:
+    """The context that --beta / --preference name, checked against the run's condition."""
+    condition = getattr(env, "condition", None)
+    given = "--beta" if beta is not None else "--preference" if preference is not None else None
+    if given is None:
+        if condition is not None:
+            raise ConfigError(f"this run is conditioned on {condition.kind}: name the context to sample at with "
+                              f"--{'beta' if condition.kind == 'beta' else 'preference'}")
+        return None
+    if beta is not None and preference is not None:
+        raise ConfigError("give --beta or --preference, not both")
+    wanted = "beta" if beta is not None else "preference"
+    if condition is None or condition.kind != wanted:
+        trained = "unconditional" if condition is None else f"conditioned on {condition.kind}"
+        raise ConfigError(f"{given} samples a run trained with --condition {wanted}; this run is {trained}")
+    if beta is not None:
+        return [beta]
+    try:
+        return [float(v) for v in preference.split(",")]
+    except ValueError:
+        raise ConfigError(f"--preference must be comma-separated weights, got {preference!r}") from None
 
 
 @cli.command()

@@ -1,7 +1,8 @@
 """Drawing primitives on plain arrays (matplotlib and numpy only; imports nothing else of the
 package), so that environments can draw their own figures: `plot_matrices` (heatmaps of square
 matrices), `plot_distribution_scatter` (learned vs target probabilities), `plot_point_panels` (2-D samples
-side by side), `plot_curves` (named series), and for 2-D grids
+side by side), `plot_curves` (named series), `plot_pareto`
+(objective values with the exact front), and for 2-D grids
 `plot_grid_distributions` (side-by-side heatmaps) and `plot_grid_policy` (policies as arrows).
 Every function writes one PNG file and returns its path.
 
@@ -129,6 +130,31 @@ def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, xla
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
     fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_pareto(panels: list[tuple[str, np.ndarray]], front: np.ndarray, out: Path,
+                labels: tuple[str, str] = ("f0", "f1"), colours: list[np.ndarray | None] | None = None) -> Path:
+    """Side-by-side scatter plots of two objective values (points to maximise), each panel with
+    the exact Pareto front as a step line; `colours` (per panel, optional) colours each point,
+    e.g. by the first preference weight that generated it."""
+    for _, points in panels:
+        check_points(out, len(points))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False, layout="constrained")
+    front = _array(front)
+    front = front[np.argsort(front[:, 0])]
+    for k, (ax, (title, points)) in enumerate(zip(axes[0], panels)):
+        points = _array(points)
+        colour = colours[k] if colours is not None else None
+        shown = ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.5, c=colour, cmap="viridis" if colour is not None
+                           else None, linewidths=0)
+        ax.step(front[:, 0], front[:, 1], where="post", color="black", lw=1, label="exact front")
+        ax.set(title=title, xlabel=labels[0], ylabel=labels[1], xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        if colour is not None:
+            fig.colorbar(shown, ax=ax, label="preference w0", shrink=0.8)
+    axes[0][0].legend(loc="lower left", fontsize=8)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -34,6 +34,8 @@ SCALARISED_FLOOR = 1e-6
 def thermometer(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
     """(n,) -> (n, bins) thermometer code: bin k holds how far `values` has filled
     [t_k, t_k + gap], t = linspace(low, high, bins); monotone and smooth in the value."""
+    if high <= low:  # one value: nothing to encode
+        return torch.zeros(len(values), bins, device=values.device)
     edges = torch.linspace(low, high, bins, dtype=torch.float64, device=values.device)
     gap = (high - low) / max(bins - 1, 1)
     return ((values.double()[:, None] - edges).clamp(0, gap) / gap).float()
@@ -116,7 +118,8 @@ class Temperature(Condition):
         return contexts[:, 0] * base_log_rewards
 
     def check(self, contexts: torch.Tensor) -> None:
-        bad = (contexts[:, 0] < self.low - 1e-9) | (contexts[:, 0] > self.high + 1e-9)
+        slack = 1 / CONTEXT_SCALE  # the resolution contexts are stored at
+        bad = (contexts[:, 0] < self.low - slack) | (contexts[:, 0] > self.high + slack)
         if bad.any():
             raise ConfigError(f"beta {float(contexts[bad][0, 0]):.6g} is outside the range the sampler was "
                               f"trained on, [{self.low:g}, {self.high:g}]")
@@ -130,15 +133,16 @@ class Temperature(Condition):
 SCALARISATIONS = {
     "sum": lambda f, w: (w * f).sum(dim=1),
     "product": lambda f, w: (w * f.clamp(min=SCALARISED_FLOOR).log()).sum(dim=1).exp(),
-    "tchebycheff": lambda f, w: (w * f).min(dim=1).values,
+    "tchebycheff": lambda f, w: 1 - (w * (1 - f)).max(dim=1).values,
 }
 
 
 class Preference(Condition):
     """Multi-objective: R(x | w) = s(f(x), w)^beta for objective values f(x) in [0, 1]^m (the
     base environment's `objective_values`), preferences w ~ Dirichlet(alpha) on the simplex and
-    a scalarisation s: weighted sum, weighted product (prod f_i^w_i) or Tchebycheff
-    (min_i w_i f_i); s is clamped from below at `SCALARISED_FLOOR`."""
+    a scalarisation s: weighted sum, weighted product (prod f_i^w_i) or weighted Tchebycheff
+    from the ideal point 1 (1 - max_i w_i (1 - f_i), whose maximisers cover the whole front,
+    its non-convex parts too); s is clamped from below at `SCALARISED_FLOOR`."""
 
     kind = "preference"
 

@@ -14,6 +14,9 @@ from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.errors import ConfigError, DataError, TooManyStates
 from gflownets.envs.limits import check_policy_inputs, check_seed
 
+#: objectives of `Sets.objective_values`
+N_OBJECTIVES = 2
+
 
 @dataclasses.dataclass
 class SetsConfig(EnvConfig):
@@ -54,6 +57,11 @@ class Sets(DiscreteEnv):
         self.feature_dim = self.n_items
         gen = torch.Generator().manual_seed(config.reward_seed)
         self.item_values = torch.rand(self.n_items, generator=gen, dtype=torch.float64) * 2 - 1
+        # two more value vectors, after the first in the same stream: the objectives of `objective_values`
+        self.objective_weights = torch.rand(N_OBJECTIVES, self.n_items, generator=gen, dtype=torch.float64)
+        ordered = self.objective_weights.sort(dim=1).values
+        self._objective_low = ordered[:, :self.set_size].sum(dim=1)
+        self._objective_high = ordered[:, -self.set_size:].sum(dim=1)
 
     @property
     def initial_state(self) -> torch.Tensor:
@@ -80,6 +88,14 @@ class Sets(DiscreteEnv):
 
     def features(self, states: torch.Tensor) -> torch.Tensor:
         return states.float()
+
+    def objective_values(self, states: torch.Tensor) -> torch.Tensor:
+        """Two objectives of a finished set S: f_k(S) = sum_{i in S} u_ki with item values
+        u_k ~ U(0, 1) (from `reward_seed`), scaled to [0, 1] by the smallest and largest sums
+        any k items reach (so each objective's best set scores 1); for preference conditioning."""
+        totals = states.double() @ self.objective_weights.T.to(states.device)
+        low, high = self._objective_low.to(states.device), self._objective_high.to(states.device)
+        return ((totals - low) / (high - low).clamp(min=1e-12)).clamp(0.0, 1.0)
 
     def _enumerate(self) -> torch.Tensor:
         # counted size by size, up to the limit only: the full sum is minutes of bignums for large n

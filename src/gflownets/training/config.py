@@ -152,7 +152,7 @@ class RunConfig:
                                                "| gamma (shape 2, mean the midpoint, clipped)")
     preference_alpha: float = _field(1.0, "condition preference: Dirichlet concentration of the weights")
     scalarisation: str = _field("sum", "condition preference: sum (sum w_i f_i) | product (prod f_i^w_i) | "
-                                       "tchebycheff (min w_i f_i)")
+                                       "tchebycheff (1 - max w_i (1 - f_i))")
     preference_beta: float = _field(8.0, "condition preference: the exponent of the scalarised objectives")
     eval_contexts: str = _field("", "contexts of the exact per-context evaluation, ';'-separated (beta: '1;4;16', "
                                     "preference: '0.3,0.7;0.5,0.5'); default: 5 spread over the range or simplex")

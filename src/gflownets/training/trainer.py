@@ -398,17 +398,30 @@ class Trainer:
         return out
 
     def sample_objects(self, n: int, generator: torch.Generator | None = None,
-                       exploration: float = 0.0) -> torch.Tensor:
-        """n finished objects from the learned forward policy (no exploration by default)."""
-        return sample_objects(self.env, self.eval_policy, n, generator, exploration)
+                       exploration: float = 0.0, context: Any = None) -> torch.Tensor:
+        """n finished objects from the learned forward policy (no exploration by default); a
+        conditional run's at the `context` given (a beta, or preference weights)."""
+        return sample_objects(self._env_at(context), self.eval_policy, n, generator, exploration)
 
-    def sample(self, n: int, seed: int = 0, exploration: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def _env_at(self, context: Any) -> DiscreteEnv:
+        """The environment, with the context fixed where one is given (conditional runs only)."""
+        if context is None:
+            return self.env
+        if not self.env.conditional:
+            raise ConfigError("a context is given, but this run is unconditional")
+        return self.env.fixed(context).to(self.device)
+
+    def sample(self, n: int, seed: int = 0, exploration: float = 0.0,
+               context: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(objects, log-rewards): n finished objects drawn from the trained sampler, reproducible
-        by `seed`; objects in the environment's tensor form (`env.objects_to_rows` gives rows)."""
-        return next(self.sample_chunks(n, seed, exploration, chunk=None))
+        by `seed`; objects in the environment's tensor form (`env.objects_to_rows` gives rows).
+        A conditional run samples at `context` (a beta, or preference weights) or, without one,
+        at contexts drawn from its training distribution."""
+        return next(self.sample_chunks(n, seed, exploration, chunk=None, context=context))
 
     def sample_chunks(self, n: int, seed: int = 0, exploration: float = 0.0,
-                      chunk: int | None = SAMPLE_CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      chunk: int | None = SAMPLE_CHUNK, context: Any = None
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`sample(n, seed)` as (objects, log-rewards) pieces of `chunk` objects (None: one piece),
         drawn as they are consumed, so memory holds one piece whatever n. One generator runs
         through all pieces, and a chunk that is a multiple of SAMPLE_CHUNK (the size of each
@@ -416,9 +429,10 @@ class Trainer:
         `sample(n, seed)` bit for bit. Other chunk sizes give other (equally valid) draws."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         sizes = [n] if chunk is None else [min(chunk, n - start) for start in range(0, n, chunk)]
+        env = self._env_at(context)
         for size in sizes:
-            objects = self.sample_objects(size, generator, exploration)
-            yield objects, self.env.log_reward(objects)
+            objects = sample_objects(env, self.eval_policy, size, generator, exploration)
+            yield objects, env.log_reward(objects)
 
     def _sources(self) -> Iterator[Any]:
         """The composed chain of batch sources, outermost first."""
