@@ -23,6 +23,7 @@ install: $(STAMP)
 OPTIONAL := $(VENV)/.optional
 $(OPTIONAL): $(STAMP)
 	$(BIN)/pip install --quiet pgmpy || echo "pgmpy could not be installed: tests/test_dag.py skips its BDeu comparison"
+	$(BIN)/pip install --quiet pymoo==0.6.2 || echo "pymoo could not be installed: tests/test_conditional.py skips its hypervolume comparison"
 	($(PYTHON) -m venv .venv-holo && .venv-holo/bin/pip install --quiet torch==2.13.0 \
 		&& .venv-holo/bin/pip install --quiet pytorch-holo) \
 		|| echo "pytorch-holo could not be installed: tests/test_sequences.py skips its Ehrlich comparison"
