@@ -114,6 +114,11 @@ def test_preference_conditioned_sampler_matches_each_exact_target(scalarisation)
                                                        (0.0, 1.0)]
     assert all(c["l1"] < 0.35 for c in contexts), contexts
     assert summary["l1_contexts_mean"] < 0.2
+    # the multi-objective measures of 1000 samples, each under its own preference, and the exact front
+    assert 0 < summary["hypervolume_samples"] <= summary["hypervolume_front"] + 1e-12
+    assert summary["r2_samples"] >= summary["r2_front"] - 1e-12
+    assert 1 <= summary["front_found_samples"] <= summary["front_size"]
+    assert summary["distinct_samples"] <= 20 and summary["diversity_samples"] > 0
 
 
 @pytest.mark.parametrize("objective", ["db", "subtb", "fm"])
@@ -210,3 +215,17 @@ def test_conditional_command_line(tmp_path, capsys):
     # the run resumes like any other
     assert run_cli("train", "hypergrid", "--out", out, "--resume", "--iters", 80, "--quiet") == 0
     assert json.loads((out / "summary.json").read_text())["iterations"] == 80
+
+
+def test_preference_run_writes_pareto_measures_and_plots(tmp_path):
+    out = tmp_path / "bc"
+    assert run_cli("train", "branin-currin", "--height", 6, "--condition", "preference", "--scalarisation", "product",
+                   "--iters", 30, "--batch-size", 16, "--hidden", 32, "--eval-every", 0, "--quiet", "--out", out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_args"]["scalarisation"] == "product" and summary["front_size"] >= 2
+    assert 0 < summary["hypervolume_samples"] <= summary["hypervolume_front"]
+    assert (out / "plots" / "pareto.png").stat().st_size > 0
+    assert len(list((out / "plots").glob("distribution-w0=*.png"))) == 5
+    samples = tmp_path / "w.csv"
+    assert run_cli("sample", out, "-n", 20, "--preference", "0.3,0.7", "--out", samples) == 0
+    assert len(samples.read_text().splitlines()) == 21

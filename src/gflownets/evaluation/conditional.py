@@ -14,12 +14,18 @@ import torch
 
 from gflownets.envs.conditional import ConditionalEnv, Preference, Temperature
 from gflownets.errors import ConfigError, TooManyStates
+from gflownets.evaluation.evaluator import sample_objects
 from gflownets.evaluation.exact import StateGraph
 from gflownets.evaluation.metrics import distribution_metrics
+from gflownets.measures.diversity import mean_pairwise_distance
+from gflownets.measures.pareto import hypervolume, pareto_mask, r2_indicator
 from gflownets.policies.base import Policy
 
 #: contexts of the default evaluation grid
 N_DEFAULT_CONTEXTS = 5
+#: objects drawn (each under its own preference from the training distribution) for the
+#: multi-objective metrics of a preference-conditioned run
+PARETO_SAMPLES = 1000
 
 
 def default_contexts(env: ConditionalEnv) -> list[torch.Tensor]:
@@ -66,6 +72,8 @@ class ContextEvaluator:
         self.contexts = contexts
         self._graphs: list[StateGraph | None] | None = None
         self.refusal: str | None = None
+        self._front: np.ndarray | None | bool = False  # False: not computed yet; None: not enumerable
+        self.last_samples: tuple[np.ndarray, np.ndarray] | None = None  # (objective values, preferences)
 
     @property
     def graphs(self) -> list[StateGraph | None]:
@@ -80,8 +88,42 @@ class ContextEvaluator:
             self._graphs = graphs
         return self._graphs
 
+    @property
+    def front(self) -> np.ndarray | None:
+        """The exact Pareto front of the base environment's objects (None where it is too large
+        to enumerate)."""
+        if self._front is False:
+            try:
+                states = self.env.base.enumerate_states()
+                values = self.env.base.objective_values(states[self.env.base.is_terminal(states)]).cpu().numpy()
+                self._front = np.unique(values[pareto_mask(values)], axis=0)
+            except TooManyStates:
+                self._front = None
+        return self._front
+
     @torch.no_grad()
-    def evaluate(self, policy: Policy, log_z_at) -> dict[str, Any]:
+    def pareto_metrics(self, policy: Policy, generator: torch.Generator | None) -> dict[str, Any]:
+        """Multi-objective measures of PARETO_SAMPLES objects, each drawn under a preference from
+        the training distribution: hypervolume (reference 0) and R2 of their objective values,
+        their diversity (mean pairwise Hamming distance between the objects) and, where the
+        base environment is enumerable, the exact front's hypervolume and how many of its points
+        the samples hit."""
+        objects = sample_objects(self.env, policy, PARETO_SAMPLES, generator)
+        values = self.env.objective_values(objects).cpu().numpy()
+        self.last_samples = (values, self.env.contexts(objects).cpu().numpy())
+        base = self.env.base_states(objects).reshape(len(objects), -1)
+        out = {"hypervolume_samples": hypervolume(values), "r2_samples": r2_indicator(values),
+               "diversity_samples": mean_pairwise_distance(base),
+               "distinct_samples": len(torch.unique(base, dim=0)), "n_pareto_samples": len(objects)}
+        front = self.front
+        if front is not None:
+            hit = {tuple(v) for v in np.round(values, 12)} & {tuple(v) for v in np.round(front, 12)}
+            out.update(hypervolume_front=hypervolume(front), r2_front=r2_indicator(front), front_size=len(front),
+                       front_found_samples=len(hit))
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, policy: Policy, log_z_at, generator: torch.Generator | None = None) -> dict[str, Any]:
         """{"contexts": [per-context metrics], "l1_contexts_mean", "l1_contexts_max"}; the
         per-context entries hold the context, the learned log Z(c) (`log_z_at(policy, s0)`)
         and, where the fixed environment is enumerable, the exact metrics and log Z(c)."""
@@ -100,6 +142,8 @@ class ContextEvaluator:
         if l1:
             out["l1_contexts_mean"] = sum(l1) / len(l1)
             out["l1_contexts_max"] = max(l1)
+        if isinstance(self.env.condition, Preference):
+            out.update(self.pareto_metrics(policy, generator))
         return out
 
     def plots(self, policy: Policy, folder: Path) -> list[Path]:
@@ -108,6 +152,11 @@ class ContextEvaluator:
         from gflownets import figures  # matplotlib: only when plotting
 
         written = []
+        if self.last_samples is not None and self.front is not None and self.front.shape[1] == 2:
+            values, preferences = self.last_samples
+            with figures.skipped_plots():
+                written.append(figures.plot_pareto([(f"{len(values)} samples, each its own preference", values)],
+                                                   self.front, folder / "pareto.png", colours=[preferences[:, 0]]))
         base = self.env.base
         grid = tuple(base.state_shape) == (2,) and hasattr(base, "height")
         for context, graph in zip(self.contexts, self.graphs):

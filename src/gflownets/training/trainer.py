@@ -394,7 +394,7 @@ class Trainer:
         out = evaluate(self.env, self.eval_policy, self.objective.log_z(self.eval_policy), self.graph,
                        self.modes, n_samples, generator)
         if self.context_evaluator is not None:
-            out.update(self.context_evaluator.evaluate(self.eval_policy, self.objective.log_z_at))
+            out.update(self.context_evaluator.evaluate(self.eval_policy, self.objective.log_z_at, generator))
         return out
 
     def sample_objects(self, n: int, generator: torch.Generator | None = None,
