@@ -125,8 +125,8 @@ class DiscreteEnv(abc.ABC):
     #: their results are discarded).
     #: A rollout that does not trace is reported by a ConfigError before training starts.
     compilable: ClassVar[bool] = False
-    #: whether states carry a context (`envs.conditional.ConditionalEnv`): log Z is then the
-    #: state flow of each trajectory's s0, not one learned scalar
+    #: whether states carry a context (`envs.conditional.ConditionalEnv`): log Z is then a
+    #: function of each trajectory's context (`Policy.context_log_z`), not one learned scalar
     conditional: ClassVar[bool] = False
 
     #: inclusive (min, max) of every state entry, checked by the default `objects_from_rows`

@@ -9,9 +9,10 @@ stored as fixed-point integers (`CONTEXT_SCALE`, 2^-20 resolution) so that state
 integer tensor; masks and steps act on the base part; the policy's features are the base
 features followed by the encoded context (a thermometer code for beta, the raw simplex vector
 for preferences, as the reference implementations do); the log-reward is the condition's
-transform of the base reward. Each context has its own s0, so log Z(c) is the state flow of s0
-(`objectives.terms.log_z_per_trajectory`), and fixing the context (`fixed(c)`) gives an
-ordinary environment, enumerable for exact per-context evaluation.
+transform of the base reward. Each context has its own s0 and its own log Z(c), which the
+policy learns as a linear function of a fixed code of the context (`Policy.context_log_z`,
+trained at the log-Z learning rate like the unconditional scalar), and fixing the context
+(`fixed(c)`) gives an ordinary environment, enumerable for exact per-context evaluation.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from gflownets.errors import ConfigError, TooManyStates
 CONTEXT_SCALE = 2 ** 20
 #: scalarised objective values are clamped from below at this before the log
 SCALARISED_FLOOR = 1e-6
+#: thermometer bins per preference weight in the code log Z(w) is linear in
+WEIGHT_BINS = 16
 
 
 def thermometer(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
@@ -66,6 +69,13 @@ class Condition:
     def encode(self, contexts: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    #: width of `log_z_code`
+    log_z_code_width: int
+
+    def log_z_code(self, contexts: torch.Tensor) -> torch.Tensor:
+        """(n, log_z_code_width) the fixed code that log Z(c) is linear in (`Policy.context_log_z`)."""
+        raise NotImplementedError
+
     def log_reward(self, base_log_rewards: torch.Tensor, objectives: torch.Tensor | None,
                    contexts: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -96,7 +106,7 @@ class Temperature(Condition):
             raise ConfigError(f"need >= 2 thermometer bins and a gamma shape > 0, got {bins} and {shape}")
         self.low, self.high, self.distribution, self.bins, self.shape = low, high, distribution, bins, shape
         self.columns = ["beta"]
-        self.encoded_width = bins
+        self.encoded_width = self.log_z_code_width = bins
 
     def draw(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
         if self.distribution == "gamma":
@@ -112,6 +122,9 @@ class Temperature(Condition):
 
     def encode(self, contexts: torch.Tensor) -> torch.Tensor:
         return thermometer(contexts[:, 0], self.low, self.high, self.bins)
+
+    def log_z_code(self, contexts: torch.Tensor) -> torch.Tensor:
+        return self.encode(contexts)  # linear in it: piecewise linear in beta
 
     def log_reward(self, base_log_rewards: torch.Tensor, objectives: torch.Tensor | None,
                    contexts: torch.Tensor) -> torch.Tensor:
@@ -156,6 +169,7 @@ class Preference(Condition):
         self.n_objectives, self.alpha, self.scalarisation, self.beta = n_objectives, alpha, scalarisation, beta
         self.columns = [f"w{i}" for i in range(n_objectives)]
         self.encoded_width = n_objectives
+        self.log_z_code_width = n_objectives * WEIGHT_BINS
 
     def draw(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
         rng = _seeded_numpy(generator, device)
@@ -163,6 +177,11 @@ class Preference(Condition):
 
     def encode(self, contexts: torch.Tensor) -> torch.Tensor:
         return contexts.float()
+
+    def log_z_code(self, contexts: torch.Tensor) -> torch.Tensor:
+        """A thermometer of each weight over [0, 1]: log Z(w) linear in it is a sum of piecewise
+        linear functions of the weights."""
+        return torch.cat([thermometer(contexts[:, i], 0.0, 1.0, WEIGHT_BINS) for i in range(self.n_objectives)], dim=1)
 
     def log_reward(self, base_log_rewards: torch.Tensor, objectives: torch.Tensor | None,
                    contexts: torch.Tensor) -> torch.Tensor:
@@ -271,6 +290,14 @@ class ConditionalEnv(DiscreteEnv):
 
     def objective_values(self, states: torch.Tensor) -> torch.Tensor | None:
         return self.base.objective_values(self.base_states(states))
+
+    @property
+    def log_z_code_width(self) -> int:
+        return self.condition.log_z_code_width
+
+    def log_z_code(self, states: torch.Tensor) -> torch.Tensor:
+        """The code of the states' contexts that a policy's log Z(c) is linear in."""
+        return self.condition.log_z_code(self.contexts(states)).to(self.device)
 
     def features(self, states: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.base.features(self.base_states(states)),

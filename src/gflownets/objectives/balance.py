@@ -17,7 +17,7 @@ def trajectory_balance(policy: Policy, batch: Trajectories) -> torch.Tensor:
     per-step terms: TB needs no padded layout."""
     steps = step_terms(policy, batch)
     log_ratio = steps.per_trajectory(steps.log_pf - steps.log_pb_into, len(batch))
-    log_z = log_z_per_trajectory(policy, steps, len(batch))
+    log_z = log_z_per_trajectory(policy, batch)
     residual = log_z + log_ratio - batch.log_rewards.to(log_ratio.dtype)
     return residual.pow(2).mean()
 

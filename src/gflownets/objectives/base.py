@@ -70,6 +70,5 @@ class Objective:
 
     @torch.no_grad()
     def log_z_at(self, policy: Policy, s0: torch.Tensor) -> float:
-        """log Z(c) of a conditional GFlowNet for the context of the (1, ...) state `s0`: its
-        learned state flow log F(s0 | c)."""
-        return float(policy(s0).log_flow[0])
+        """log Z(c) of a conditional GFlowNet for the context of the (1, ...) state `s0`."""
+        return float(policy.context_log_z(s0)[0])

@@ -47,8 +47,6 @@ class StepTerms:
     log_pb_into: torch.Tensor
     #: (N,) log F(s_t)
     log_flow: torch.Tensor
-    #: (N,) whether s_t is the trajectory's s_0
-    first: torch.Tensor
 
     def per_trajectory(self, values: torch.Tensor, n: int) -> torch.Tensor:
         """(n,) sums of per-step `values` over each trajectory."""
@@ -67,18 +65,17 @@ def step_terms(policy: Policy, batch: Trajectories) -> StepTerms:
     # the move into s_t is the action before it in the same row; at s_0 (t = 0) there is none:
     # the entry read there (clamped to a valid index) is zeroed
     previous = batch.actions.view(-1).index_select(0, (flat - 1).clamp(min=0)).clamp(0, env.n_actions - 2)
-    first = flat % width == 0
     log_pf, log_pb = move_log_probs(env, out.forward_logits, out.backward_logits, flat_states, flat_actions,
-                                    previous, first)
-    return StepTerms(flat, trajectory, log_pf, log_pb, out.log_flow, first)
+                                    previous, flat % width == 0)
+    return StepTerms(flat, trajectory, log_pf, log_pb, out.log_flow)
 
 
-def log_z_per_trajectory(policy: Policy, steps: StepTerms, n: int) -> torch.Tensor:
-    """(n,) log Z of each trajectory: the learned scalar, or, on a conditional environment
-    (each context its own s0), the state flow log F(s_0 | c) of the trajectory's s_0."""
+def log_z_per_trajectory(policy: Policy, batch: Trajectories) -> torch.Tensor:
+    """(B,) log Z of each trajectory: the learned scalar, or, on a conditional environment
+    (each context its own s0), the policy's log Z(c) of the trajectory's context."""
     if policy.env.conditional:
-        return steps.log_flow[steps.first]  # one s_0 per trajectory, in trajectory order
-    return policy.log_z.expand(n)
+        return policy.context_log_z(batch.states[:, 0])
+    return policy.log_z.expand(len(batch))
 
 
 def trajectory_terms(policy: Policy, batch: Trajectories) -> TrajectoryTerms:
@@ -91,7 +88,7 @@ def trajectory_terms(policy: Policy, batch: Trajectories) -> TrajectoryTerms:
     dtype = log_pf.dtype
     log_rewards = batch.log_rewards.to(dtype)
     flows = _unflatten(steps.log_flow, steps.flat, n, width)
-    log_z = log_z_per_trajectory(policy, steps, n).to(dtype)[:, None]
+    log_z = log_z_per_trajectory(policy, batch).to(dtype)[:, None]
     log_points = torch.cat([log_z, flows[:, 1:], flows.new_zeros(n, 1)], dim=1)
     log_points = log_points.scatter(1, batch.lengths[:, None], log_rewards[:, None])
     return TrajectoryTerms(log_pf, log_pb, log_points, valid, batch.lengths, log_rewards)

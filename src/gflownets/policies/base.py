@@ -29,6 +29,12 @@ class Policy(nn.Module):
         self.env = env
         self.backward = backward
         self.log_z = nn.Parameter(torch.zeros((), device=env.device))
+        # a conditional environment's log Z(c): linear in a fixed code of the context (piecewise
+        # linear in beta, additive over preference weights), trained at the log-Z learning rate
+        self.log_z_head = nn.Linear(env.log_z_code_width, 1, device=env.device) if env.conditional else None
+        if self.log_z_head is not None:
+            nn.init.zeros_(self.log_z_head.weight)
+            nn.init.zeros_(self.log_z_head.bias)
 
     def forward(self, states: torch.Tensor) -> PolicyOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -37,9 +43,13 @@ class Policy(nn.Module):
         """Only the P_F logits: what a rollout step needs (policies may skip the other heads)."""
         return self(states).forward_logits
 
+    def context_log_z(self, s0: torch.Tensor) -> torch.Tensor:
+        """(B,) log Z(c) of conditional GFlowNets, for the contexts of the initial states `s0`."""
+        return self.log_z_head(self.env.log_z_code(s0)).squeeze(-1)
+
     def flow_parameters(self) -> list[nn.Parameter]:
         """Parameters trained with the log-Z learning rate."""
-        return [self.log_z]
+        return [self.log_z, *(self.log_z_head.parameters() if self.log_z_head is not None else [])]
 
     def network_parameters(self) -> list[nn.Parameter]:
         ids = {id(p) for p in self.flow_parameters()}

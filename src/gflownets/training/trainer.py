@@ -39,9 +39,8 @@ from gflownets.training.run_files import RunFiles, file_sha256, load_checkpoint_
 def build_policy(config: RunConfig, env: DiscreteEnv) -> Policy:
     if config.policy == "tabular":
         return TabularPolicy(env, backward=config.backward_policy)
-    # a conditional GFlowNet's log Z(c) is the state flow of its s0 (objectives.terms.log_z_per_trajectory)
     return MLPPolicy(env, hidden=config.hidden, layers=config.layers, backward=config.backward_policy,
-                     state_flow=OBJECTIVES[config.objective].uses_state_flow or env.conditional)
+                     state_flow=OBJECTIVES[config.objective].uses_state_flow)
 
 
 class Trainer:
