@@ -229,3 +229,17 @@ def test_preference_run_writes_pareto_measures_and_plots(tmp_path):
     samples = tmp_path / "w.csv"
     assert run_cli("sample", out, "-n", 20, "--preference", "0.3,0.7", "--out", samples) == 0
     assert len(samples.read_text().splitlines()) == 21
+
+
+def test_sequence_ngram_objectives_and_a_conditional_run():
+    from gflownets.envs import Sequence
+
+    env = Sequence(alphabet="AB", max_length=6, ngrams="AB,BB")
+    values = env.objective_values(env.encode(["ABAB", "BBBBBB", "A", "ABBB"]))
+    assert values.tolist() == [[0.4, 0.0], [0.0, 1.0], [0.0, 0.0], [0.2, 0.4]]
+    assert Sequence().objective_values(Sequence().encode(["AC"])) is None
+    with pytest.raises(ConfigError, match="n-gram"):
+        Sequence(alphabet="AB", ngrams="AC")
+    summary = train(env="sequence", env_args={"alphabet": "AB", "max_length": 4, "ngrams": "AB,BB"},
+                    condition="preference", preference_beta=4.0, iters=1000)
+    assert summary["l1_contexts_mean"] < 0.35 and summary["front_size"] >= 2

@@ -220,10 +220,20 @@ class SequenceConfig(EnvConfig):
         "help": "allow prepending as well as appending (non-autoregressive; P_B then matters)"})
     target_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the default reward's target"})
     beta: float = dataclasses.field(default=3.0, metadata={"help": "sharpness of the default reward"})
+    ngrams: str = dataclasses.field(default="", metadata={
+        "help": "comma-separated n-grams of the alphabet (e.g. 'AC,GT'): their counts, each divided by the most "
+                "that fit, are the objectives of --condition preference (MOGFN's N-gram task)"})
 
     def validate(self) -> None:
         if len(self.alphabet) < 1 or len(set(self.alphabet)) != len(self.alphabet):
             raise ConfigError(f"alphabet must be non-empty distinct characters, got {self.alphabet!r}")
+        for gram in self.ngram_list():
+            if not 1 <= len(gram) <= self.max_length or any(c not in self.alphabet for c in gram):
+                raise ConfigError(f"n-gram {gram!r} must be 1 to max_length={self.max_length} characters of "
+                                  f"{self.alphabet!r}")
+
+    def ngram_list(self) -> list[str]:
+        return [g.strip() for g in self.ngrams.split(",") if g.strip()]
         if self.max_length < 1:
             raise ConfigError(f"max_length must be >= 1, got {self.max_length}")
         if not 0 <= self.min_length <= self.max_length:
@@ -251,6 +261,21 @@ class Sequence(SequenceEnv):
         self._setup(len(config.alphabet), config.max_length, config.min_length, config.prepend)
         gen = torch.Generator().manual_seed(config.target_seed)
         self.target = torch.randint(self.vocab_size, (self.max_length,), generator=gen)
+        index = {c: i for i, c in enumerate(config.alphabet)}
+        self.ngrams = [torch.tensor([index[c] for c in gram]) for gram in config.ngram_list()]
+
+    def objective_values(self, states: torch.Tensor) -> torch.Tensor | None:
+        """With `ngrams`: (B, m) counts of each n-gram (overlapping occurrences), each divided by
+        the most occurrences a sequence of max_length can hold (L - n + 1)."""
+        if not self.ngrams:
+            return None
+        columns = []
+        for gram in self.ngrams:
+            n = len(gram)
+            windows = states.unfold(1, n, 1)  # (B, L - n + 1, n); padding (-1) never matches
+            hits = (windows == gram.to(states.device)).all(dim=-1).sum(dim=1)
+            columns.append(hits.double() / (self.max_length - n + 1))
+        return torch.stack(columns, dim=1)
 
     def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
         d = edit_distance(states, self.target.expand(states.shape[0], -1))
