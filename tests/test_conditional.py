@@ -243,3 +243,20 @@ def test_sequence_ngram_objectives_and_a_conditional_run():
     summary = train(env="sequence", env_args={"alphabet": "AB", "max_length": 4, "ngrams": "AB,BB"},
                     condition="preference", preference_beta=4.0, iters=1000)
     assert summary["l1_contexts_mean"] < 0.35 and summary["front_size"] >= 2
+
+
+def test_estimate_at_a_context(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "hypergrid", "--ndim", 2, "--height", 4, "--condition", "beta", "--beta-range", "1,4",
+                   "--iters", 300, "--batch-size", 16, "--hidden", 32, "--eval-every", 0, "--quiet",
+                   "--out", out) == 0
+    capsys.readouterr()
+    assert run_cli("estimate", out, "--beta", 2, "-n", 2000) == 0
+    result = json.loads(capsys.readouterr().out)
+    exact = Hypergrid(ndim=2, height=4)
+    states = exact.enumerate_states()
+    log_z_true = float(torch.logsumexp(2 * exact.log_reward(states), 0))
+    assert result["context"] == [2.0] and result["log_z_true"] == pytest.approx(log_z_true)
+    elbo = result["estimates"]["elbo"]
+    assert elbo["exact"] <= log_z_true + 1e-9 and elbo["ci_low"] <= elbo["exact"] <= elbo["ci_high"] + 0.05
+    assert "--beta" in one_error_line(capsys, "estimate", out, "-n", 100)

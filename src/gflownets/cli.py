@@ -258,13 +258,17 @@ def evaluate(run_dir: str, samples: int, reward: str | None, log_reward: str | N
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="level of the confidence intervals")
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="also write the JSON to this file")
+@click.option("--beta", type=float, help="a run trained with --condition beta: estimate at this temperature")
+@click.option("--preference", help="a run trained with --condition preference: estimate at these weights")
 @_with_run_options
 def estimate(run_dir: str, n: int, k: int, trajectories: int, objects_file: str | None, events: tuple[str, ...],
-             seed: int, confidence: float, out: str | None, reward: str | None, log_reward: str | None,
-             env: str | None, device: str | None, accept_changed_data: bool) -> None:
+             seed: int, confidence: float, out: str | None, beta: float | None, preference: str | None,
+             reward: str | None, log_reward: str | None, env: str | None, device: str | None,
+             accept_changed_data: bool) -> None:
     """Estimate log Z (learned, ELBO, IW-ELBO, EUBO), the entropy of the learned distribution,
     marginals and log p(x), each with a confidence interval and the exact value where the
-    environment is enumerable; print them as JSON."""
+    environment is enumerable; print them as JSON. A conditional run is estimated at the context
+    --beta or --preference names."""
     from gflownets.evaluation.estimators import estimate_all
     from gflownets.evaluation.exact import try_state_graph
     from gflownets.training.io import atomic_write_text, read_objects_csv
@@ -273,15 +277,20 @@ def estimate(run_dir: str, n: int, k: int, trajectories: int, objects_file: str 
         raise ConfigError(f"--k {k} is more than -n {n}: the IW-ELBO needs at least one group of k samples")
     trainer = load_run(run_dir, reward=reward, log_reward=log_reward, env=env, device=device,
                        accept_changed_data=accept_changed_data)
-    objects = read_objects_csv(objects_file, trainer.env) if objects_file else None
-    graph = trainer.graph if trainer.graph is not None else try_state_graph(trainer.env)
+    context = _context_option(trainer.env, beta, preference)
+    run_env = trainer.env_at(context)
+    objects = read_objects_csv(objects_file, run_env) if objects_file else None
+    graph = trainer.graph if trainer.graph is not None else try_state_graph(run_env)
     policy = trainer.eval_policy
+    learned_log_z = (trainer.objective.log_z_at(policy, run_env.initial_states(1)) if run_env.conditional
+                     else trainer.objective.log_z(policy))
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
     with tqdm(total=n, unit="trajectories", unit_scale=True, desc="estimating", disable=n <= ESTIMATE_BAR,
               dynamic_ncols=True) as bar:
-        estimates = estimate_all(trainer.env, policy, n, k, trajectories, generator, confidence, graph,
-                                 trainer.objective.log_z(policy), objects, events, progress=bar.update)
+        estimates = estimate_all(run_env, policy, n, k, trajectories, generator, confidence, graph,
+                                 learned_log_z, objects, events, progress=bar.update)
     result = {"env": trainer.env.name, "objective": trainer.config.objective, "iterations": trainer.step,
+              **({"context": context} if context is not None else {}),
               "samples": n, "confidence": confidence, **estimates}
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     if out:

@@ -400,10 +400,11 @@ class Trainer:
                        exploration: float = 0.0, context: Any = None) -> torch.Tensor:
         """n finished objects from the learned forward policy (no exploration by default); a
         conditional run's at the `context` given (a beta, or preference weights)."""
-        return sample_objects(self._env_at(context), self.eval_policy, n, generator, exploration)
+        return sample_objects(self.env_at(context), self.eval_policy, n, generator, exploration)
 
-    def _env_at(self, context: Any) -> DiscreteEnv:
-        """The environment, with the context fixed where one is given (conditional runs only)."""
+    def env_at(self, context: Any) -> DiscreteEnv:
+        """The environment, with the context fixed where one is given (conditional runs only):
+        what to sample from, estimate on or evaluate exactly at that context."""
         if context is None:
             return self.env
         if not self.env.conditional:
@@ -428,7 +429,7 @@ class Trainer:
         `sample(n, seed)` bit for bit. Other chunk sizes give other (equally valid) draws."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         sizes = [n] if chunk is None else [min(chunk, n - start) for start in range(0, n, chunk)]
-        env = self._env_at(context)
+        env = self.env_at(context)
         for size in sizes:
             objects = sample_objects(env, self.eval_policy, size, generator, exploration)
             yield objects, env.log_reward(objects)
