@@ -52,7 +52,9 @@ def plot_training_curves(metrics_path: Path, out: Path) -> Path:
                        k.endswith(("_reward_samples", "_score_samples"))} |
                       ({"max_score_samples"} if any("max_score_samples" in r for r in records) else set()))
     has_modes = any("modes_found" in r for r in records)
-    has_distance = any("l1" in r or "l1_samples" in r for r in records)
+    distance_keys = (("l1", "exact L1"), ("l1_samples", "L1 from samples"),
+                     ("l1_contexts_mean", "exact L1, mean over contexts"))
+    has_distance = any(key in r for r in records for key, _ in distance_keys)
     n_panels = 1 + int(has_distance or not (has_modes or top_keys)) + int(has_modes) + int(bool(top_keys))
     fig, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 3.6), squeeze=False)
     axes = list(axes[0])
@@ -62,8 +64,8 @@ def plot_training_curves(metrics_path: Path, out: Path) -> Path:
     ax.set(xlabel="iteration", ylabel="loss", yscale="log", title="training loss")
     if has_distance or not (has_modes or top_keys):
         ax = axes.pop(0)
-        evals = [r for r in records if "l1" in r or "l1_samples" in r]
-        for key, label in (("l1", "exact L1"), ("l1_samples", "L1 from samples")):
+        evals = [r for r in records if any(key in r for key, _ in distance_keys)]
+        for key, label in distance_keys:
             points = [(r["step"], r[key]) for r in evals if key in r]
             if points:
                 ax.plot(*zip(*points), marker="o", ms=3, label=label)
