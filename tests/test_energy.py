@@ -155,22 +155,24 @@ def test_training_rejects_bad_input():
 
 @pytest.mark.parametrize("method", ["eb-gfn", "gibbs", "gwg"])
 def test_joint_training_learns_the_ising_distribution(method):
-    """Ising 3 x 3 (512 states, exact): 600 iterations take the exact KL of the learned energy's
-    distribution to the true one from about 3 nats to under 0.3, and the couplings towards J."""
+    """Ising 3 x 3 (512 states, exact): 400 iterations (EB-GFN) or 600 (the chains) take the exact
+    KL of the learned energy's distribution to the true one from about 3 nats to under 0.3, and
+    the couplings towards J."""
     torch.manual_seed(0)
     couplings = lattice_couplings(3, 0.2)
     states, probs = exact_ising_distribution(couplings)
     data = exact_ising_samples(couplings, 2000, seed=1).float()
     energy = IsingEnergy(9)
-    negatives = {"eb-gfn": lambda: GFlowNetNegatives(9, hidden=64, layers=2, k_schedule=linear_k(9, 200)),
+    negatives = {"eb-gfn": lambda: GFlowNetNegatives(9, hidden=64, layers=2, k_schedule=linear_k(9, 150)),
                  "gibbs": lambda: GibbsNegatives(9, 64, steps=2),
                  "gwg": lambda: GWGNegatives(9, 64, steps=1)}[method]()
+    iters = 400 if method == "eb-gfn" else 600
     before = exact_kl(energy, probs, states)["kl_true_learned"]
-    records = train_energy(energy, negatives, data, EnergyTraining(iters=600, batch_size=64, lr=0.01, progress=False))
+    records = train_energy(energy, negatives, data, EnergyTraining(iters=iters, batch_size=64, lr=0.01, progress=False))
     after = exact_kl(energy, probs, states)["kl_true_learned"]
     assert before > 2.5 and after < 0.3
     assert coupling_rmse(energy.couplings, couplings) < 0.5 * coupling_rmse(torch.zeros(9, 9), couplings)
-    assert records[-1]["step"] == 600 and records[-1]["energy_evaluations"] > 0
+    assert records[-1]["step"] == iters and records[-1]["energy_evaluations"] > 0
     if method == "eb-gfn":
         assert records[-1]["k"] == 9 and records[-1]["acceptance"] > 0.3
 

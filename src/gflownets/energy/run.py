@@ -161,7 +161,7 @@ def evaluate(energy: nn.Module, negatives, data: EnergyData, generator: torch.Ge
 
 def decode_points(bits: torch.Tensor) -> np.ndarray:
     """(n, 32) Gray-code bits -> (n, 2) points."""
-    return gray_bits_to_float(bits.numpy().astype(np.int64), bits=DENSITY_BITS)
+    return gray_bits_to_float(bits.cpu().numpy().astype(np.int64), bits=DENSITY_BITS)
 
 
 def bits_env(dim: int) -> Bits:
@@ -183,7 +183,7 @@ RESUME_FIXED = ("data", "data_sha256", "dim", "sampler", "steps", "k_warmup", "h
 
 def _settings(data: EnergyData, sampler: str, config: EnergyTraining, steps: int | None, hidden: int,
               layers: int, k_warmup: int | None) -> dict:
-    digest = hashlib.sha256(data.train.numpy().tobytes() + data.test.numpy().tobytes()).hexdigest()
+    digest = hashlib.sha256(data.train.cpu().numpy().tobytes() + data.test.cpu().numpy().tobytes()).hexdigest()
     return {"data": data.name, "data_sha256": digest, "dim": data.dim, "n_train": len(data.train),
             "n_test": len(data.test), "sampler": sampler, "steps": steps, "hidden": hidden, "layers": layers,
             "k_warmup": (k_warmup or max(1, config.iters // 2)) if sampler == "eb-gfn" else None,
