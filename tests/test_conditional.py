@@ -260,3 +260,12 @@ def test_estimate_at_a_context(tmp_path, capsys):
     elbo = result["estimates"]["elbo"]
     assert elbo["exact"] <= log_z_true + 1e-9 and elbo["ci_low"] <= elbo["exact"] <= elbo["ci_high"] + 0.05
     assert "--beta" in one_error_line(capsys, "estimate", out, "-n", 100)
+
+
+def test_a_users_environment_instance_is_conditioned_too():
+    env = Hypergrid(ndim=2, height=4, log_reward_fn=lambda rows: -rows.double().sum(dim=1))
+    trainer = Trainer(RunConfig(env="hypergrid", condition="beta", beta_range="1,2", iters=5, batch_size=4,
+                                hidden=16, eval_every=0), env=env, progress=False)
+    assert trainer.env.conditional and trainer.env.base is env
+    objects, log_rewards = trainer.sample(8, context=[2.0])
+    assert torch.allclose(log_rewards, -2.0 * trainer.env.base_states(objects).double().sum(dim=1))

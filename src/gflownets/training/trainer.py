@@ -66,7 +66,8 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.env = (env if env is not None else config.build_env()).to(self.device)
+        # a user's environment instance is conditioned as the config says, like a named one
+        self.env = (config.conditioned(env) if env is not None else config.build_env()).to(self.device)
         check_run_memory(config, self.env)  # sizes that cannot fit: refused before they are allocated
         # a slow user reward: scored by worker processes and/or through a cache until close()
         self._release_reward = serve_reward(self.env, config.reward_workers, config.reward_timeout,
