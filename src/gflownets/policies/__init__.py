@@ -5,6 +5,7 @@ from gflownets.policies.distributions import (exploration_probs, masked_log_soft
                                               sample_categorical)
 from gflownets.policies.mlp import MLPPolicy
 from gflownets.policies.tabular import TabularPolicy
+from gflownets.policies.uniform import UniformPolicy
 
-__all__ = ["Policy", "PolicyOutput", "MLPPolicy", "TabularPolicy", "exploration_probs",
+__all__ = ["Policy", "PolicyOutput", "MLPPolicy", "TabularPolicy", "UniformPolicy", "exploration_probs",
            "masked_log_softmax", "sample_categorical"]
