@@ -52,3 +52,20 @@ def test_mcmc_proposal_choice_and_errors():
         MetropolisSampler(Sets(), proposal="mutate")
     with pytest.raises(ConfigError, match="proposal"):
         MetropolisSampler(Sets(), proposal="gibbs")
+
+
+def test_compare_runs_every_method_at_equal_reward_calls():
+    from gflownets.comparison import compare
+    from gflownets.training import RunConfig
+
+    config = RunConfig(env="hypergrid", env_args={"ndim": 2, "height": 5}, iters=10_000, batch_size=16, hidden=32,
+                       eval_every=0, seed=0)
+    points = compare(config, ["gfn", "mcmc", "random"], budget=3200, every=1600)
+    by_method = {m: [p for p in points if p["method"] == m] for m in ("gfn", "mcmc", "random")}
+    for method, rows in by_method.items():
+        assert [p["reward_calls"] >= c for p, c in zip(rows, (1600, 3200))] == [True, True], method
+        assert rows[-1]["reward_calls"] < 3200 + 16 and 0 < rows[-1]["l1_visited"] <= 2
+        assert 1 <= rows[-1]["modes_found"] <= rows[-1]["n_modes"] == 4
+    assert "l1_learned" in by_method["gfn"][-1] and "l1_learned" not in by_method["mcmc"][-1]
+    with pytest.raises(ConfigError, match="unknown method"):
+        compare(config, ["ppo"], budget=10, every=10)

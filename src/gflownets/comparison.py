@@ -1,0 +1,95 @@
+"""A GFlowNet and the baselines side by side on one enumerable environment, at equal reward calls,
+measured as the first GFlowNet paper did: the L1 distance between the empirical distribution of
+the last `window` objects each method visited and the exact target, and the modes it has found,
+against the reward calls spent; for the GFlowNet also the exact L1 of its learned distribution."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from gflownets.baselines.samplers import MetropolisSampler, RandomSampler
+from gflownets.errors import ConfigError
+from gflownets.evaluation.exact import StateGraph
+from gflownets.evaluation.metrics import distribution_metrics
+from gflownets.training import RunConfig, Trainer
+
+#: the methods `compare` knows
+METHODS = ("gfn", "mcmc", "random")
+
+
+class VisitWindow:
+    """The last `size` visited objects' positions in the graph's terminal states, and every mode
+    seen so far."""
+
+    def __init__(self, graph: StateGraph, size: int):
+        self.graph, self.size = graph, size
+        self.positions = torch.zeros(0, dtype=torch.long)
+        self.modes_seen = torch.zeros(len(graph.terminal_ids), dtype=torch.bool)
+
+    def add(self, objects: torch.Tensor) -> None:
+        positions = self.graph.terminal_positions(objects).cpu()
+        if (positions < 0).any():
+            raise ValueError("a visited object is not a terminal state of the environment")
+        self.positions = torch.cat([self.positions, positions])[-self.size:]
+        self.modes_seen[positions] = True
+
+    def l1(self) -> float:
+        counts = torch.bincount(self.positions, minlength=len(self.graph.terminal_ids)).double()
+        return distribution_metrics(counts / counts.sum(), self.graph.target.cpu())["l1"]
+
+    @property
+    def modes_found(self) -> int:
+        return int((self.modes_seen & self.graph.mode_mask.cpu()).sum())
+
+
+def compare(config: RunConfig, methods: list[str], budget: int, every: int, window: int = 200_000,
+            n_chains: int = 16) -> list[dict[str, Any]]:
+    """Run each method until `budget` reward calls; every `every` calls a point {method,
+    reward_calls, l1_visited, modes_found, n_modes, seconds} (and `l1_learned` for the GFlowNet).
+    `config`: a RunConfig for the GFlowNet (its environment, objective and batch size; the
+    random sampler rolls out batches of the same size); `n_chains` MCMC chains."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if budget < 1 or every < 1:
+        raise ConfigError(f"budget and every must be >= 1, got {budget} and {every}")
+    env = config.build_env()
+    graph = StateGraph(env)
+    points: list[dict[str, Any]] = []
+    for method in methods:
+        generator = torch.Generator().manual_seed(config.seed)
+        visits = VisitWindow(graph, window)
+        if method == "gfn":
+            trainer = Trainer(config, progress=False)
+            trainer_graph = trainer.graph if trainer.graph is not None else StateGraph(trainer.env)
+
+            def step() -> tuple[torch.Tensor, int]:
+                trainer.train_step()
+                trainer.step += 1
+                batch = trainer.last_batch
+                return batch.terminal_states, len(batch)
+        else:
+            sampler = MetropolisSampler(env, n_chains) if method == "mcmc" else RandomSampler(env, config.batch_size)
+
+            def step() -> tuple[torch.Tensor, int]:
+                before = sampler.reward_calls
+                objects = sampler.step(generator)
+                return objects, sampler.reward_calls - before
+        calls, next_point, started = 0, every, time.perf_counter()
+        while calls < budget:
+            objects, cost = step()
+            calls += cost
+            visits.add(objects)
+            if calls >= next_point or calls >= budget:
+                point = {"method": method, "reward_calls": calls, "l1_visited": visits.l1(),
+                         "modes_found": visits.modes_found, "n_modes": graph.n_modes,
+                         "seconds": time.perf_counter() - started}
+                if method == "gfn":
+                    learned = trainer_graph.terminal_distribution(trainer.eval_policy)
+                    point["l1_learned"] = distribution_metrics(learned, trainer_graph.target)["l1"]
+                points.append(point)
+                next_point += every
+    return points
