@@ -69,3 +69,22 @@ def test_compare_runs_every_method_at_equal_reward_calls():
     assert "l1_learned" in by_method["gfn"][-1] and "l1_learned" not in by_method["mcmc"][-1]
     with pytest.raises(ConfigError, match="unknown method"):
         compare(config, ["ppo"], budget=10, every=10)
+
+
+def test_compare_command(tmp_path, capsys):
+    import json
+
+    from cli_helpers import one_error_line, run_cli
+
+    out = tmp_path / "cmp"
+    assert run_cli("compare", "sets", "--set", "n_items=5", "--set", "set-size=2", "--budget", 800, "--every", 400,
+                   "--hidden", 16, "--out", out) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| method |") and "| mcmc |" in table
+    points = json.loads((out / "comparison.json").read_text())["points"]
+    assert {p["method"] for p in points} == {"gfn", "mcmc", "random"}
+    assert (out / "comparison.csv").read_text().splitlines()[0].startswith("method,reward_calls,l1_visited")
+    assert (out / "plots" / "l1.png").stat().st_size > 0 and (out / "plots" / "modes.png").stat().st_size > 0
+    assert "KEY=VALUE" in one_error_line(capsys, "compare", "sets", "--set", "n_items", "--out", out)
+    assert "unknown method" in one_error_line(capsys, "compare", "sets", "--methods", "gfn,ppo", "--out", out)
+    assert "unknown sets option" in one_error_line(capsys, "compare", "sets", "--set", "size=3", "--out", out)

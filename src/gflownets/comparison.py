@@ -6,8 +6,10 @@ against the reward calls spent; for the GFlowNet also the exact L1 of its learne
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gflownets.baselines.samplers import MetropolisSampler, RandomSampler
@@ -93,3 +95,47 @@ def compare(config: RunConfig, methods: list[str], budget: int, every: int, wind
                 points.append(point)
                 next_point += every
     return points
+
+
+#: the columns of the comparison table (each method's last point)
+TABLE_COLUMNS = ("method", "reward_calls", "l1_visited", "l1_learned", "modes_found", "n_modes", "seconds")
+
+
+def write_comparison(config: RunConfig, methods: list[str], budget: int, every: int, window: int, n_chains: int,
+                     out: Path) -> str:
+    """`compare`, then write out/comparison.json (every point), comparison.csv and .md (each
+    method's last point) and plots/l1.png, plots/modes.png against reward calls; returns the
+    Markdown table."""
+    from gflownets.figures import plot_curves, skipped_plots
+    from gflownets.training.io import atomic_write_json, atomic_write_text
+
+    points = compare(config, methods, budget, every, window, n_chains)
+    last = [[p for p in points if p["method"] == m][-1] for m in methods]
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "comparison.json", {"env": config.env, "env_args": config.env_args, "budget": budget,
+                                                "window": window, "chains": n_chains, "points": points})
+
+    def cell(value: Any) -> str:
+        return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    atomic_write_text(out / "comparison.csv", "\n".join(",".join(cell(row.get(c)) for c in TABLE_COLUMNS)
+                                                          for row in [dict(zip(TABLE_COLUMNS, TABLE_COLUMNS)), *last]) + "\n")
+    markdown = "\n".join(["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " --- |" * len(TABLE_COLUMNS),
+                          *("| " + " | ".join(cell(row.get(c)) for c in TABLE_COLUMNS) + " |" for row in last)])
+    atomic_write_text(out / "comparison.md", markdown + "\n")
+    curves_l1: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    curves_modes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for method in methods:
+        rows = [p for p in points if p["method"] == method]
+        calls = np.array([p["reward_calls"] for p in rows])
+        curves_l1[f"{method}: last visited"] = (calls, np.array([p["l1_visited"] for p in rows]))
+        if method == "gfn":
+            curves_l1["gfn: learned (exact)"] = (calls, np.array([p["l1_learned"] for p in rows]))
+        curves_modes[method] = (calls, np.array([p["modes_found"] for p in rows]))
+    with skipped_plots():
+        plot_curves(curves_l1, out / "plots" / "l1.png", "reward calls", "L1 to the exact target",
+                    f"{config.env}: L1 against reward calls")
+    with skipped_plots():
+        plot_curves(curves_modes, out / "plots" / "modes.png", "reward calls", "modes found",
+                    f"{config.env}: modes found (of {last[0]['n_modes']})")
+    return markdown
