@@ -80,11 +80,29 @@ def test_compare_command(tmp_path, capsys):
     assert run_cli("compare", "sets", "--set", "n_items=5", "--set", "set-size=2", "--budget", 800, "--every", 400,
                    "--hidden", 16, "--out", out) == 0
     table = capsys.readouterr().out
-    assert table.startswith("| method |") and "| mcmc |" in table
-    points = json.loads((out / "comparison.json").read_text())["points"]
+    assert table.startswith("| method |") and "| mcmc |" in table and "maximum-entropy RL" in table
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["l1_trajectory_level_optimum"] == pytest.approx(0.0, abs=1e-12)  # sets: k! paths each
+    points = saved["points"]
     assert {p["method"] for p in points} == {"gfn", "mcmc", "random"}
     assert (out / "comparison.csv").read_text().splitlines()[0].startswith("method,reward_calls,l1_visited")
     assert (out / "plots" / "l1.png").stat().st_size > 0 and (out / "plots" / "modes.png").stat().st_size > 0
     assert "KEY=VALUE" in one_error_line(capsys, "compare", "sets", "--set", "n_items", "--out", out)
     assert "unknown method" in one_error_line(capsys, "compare", "sets", "--methods", "gfn,ppo", "--out", out)
     assert "unknown sets option" in one_error_line(capsys, "compare", "sets", "--set", "size=3", "--out", out)
+
+
+def test_trajectory_level_sampling_over_counts_objects_with_many_paths():
+    """Path counts by DP against closed forms, and the maximum-entropy-RL optimum (trajectories in
+    proportion to R) against the target: equal where every object has as many paths (sets of a
+    fixed size: k! each), far apart on the grid (a cell (i, j) has C(i + j, i) paths)."""
+    import math
+
+    grid = StateGraph(Hypergrid(ndim=2, height=5))
+    cells = grid.terminal_states.tolist()
+    assert grid.path_counts().tolist() == [math.comb(i + j, i) for i, j in cells]
+    tv = distribution_metrics(grid.trajectory_level_distribution(), grid.target)["tv"]
+    assert tv > 0.3
+    sets = StateGraph(Sets(n_items=6, set_size=3))
+    assert (sets.path_counts() == 6).all()
+    assert torch.allclose(sets.trajectory_level_distribution(), sets.target)

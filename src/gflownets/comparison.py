@@ -48,7 +48,7 @@ class VisitWindow:
 
 
 def compare(config: RunConfig, methods: list[str], budget: int, every: int, window: int = 200_000,
-            n_chains: int = 16) -> list[dict[str, Any]]:
+            n_chains: int = 16, graph: StateGraph | None = None) -> list[dict[str, Any]]:
     """Run each method until `budget` reward calls; every `every` calls a point {method,
     reward_calls, l1_visited, modes_found, n_modes, seconds} (and `l1_learned` for the GFlowNet).
     `config`: a RunConfig for the GFlowNet (its environment, objective and batch size; the
@@ -59,7 +59,7 @@ def compare(config: RunConfig, methods: list[str], budget: int, every: int, wind
     if budget < 1 or every < 1:
         raise ConfigError(f"budget and every must be >= 1, got {budget} and {every}")
     env = config.build_env()
-    graph = StateGraph(env)
+    graph = StateGraph(env) if graph is None else graph
     points: list[dict[str, Any]] = []
     for method in methods:
         generator = torch.Generator().manual_seed(config.seed)
@@ -109,11 +109,15 @@ def write_comparison(config: RunConfig, methods: list[str], budget: int, every: 
     from gflownets.figures import plot_curves, skipped_plots
     from gflownets.training.io import atomic_write_json, atomic_write_text
 
-    points = compare(config, methods, budget, every, window, n_chains)
+    graph = StateGraph(config.build_env())
+    points = compare(config, methods, budget, every, window, n_chains, graph)
     last = [[p for p in points if p["method"] == m][-1] for m in methods]
+    # where a perfect sampler of trajectories in proportion to R (maximum-entropy RL's optimum) would be
+    trajectory_level_l1 = distribution_metrics(graph.trajectory_level_distribution(), graph.target)["l1"]
     (out / "plots").mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "comparison.json", {"env": config.env, "env_args": config.env_args, "budget": budget,
-                                                "window": window, "chains": n_chains, "points": points})
+                                                "window": window, "chains": n_chains,
+                                                "l1_trajectory_level_optimum": trajectory_level_l1, "points": points})
 
     def cell(value: Any) -> str:
         return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -122,6 +126,8 @@ def write_comparison(config: RunConfig, methods: list[str], budget: int, every: 
                                                           for row in [dict(zip(TABLE_COLUMNS, TABLE_COLUMNS)), *last]) + "\n")
     markdown = "\n".join(["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " --- |" * len(TABLE_COLUMNS),
                           *("| " + " | ".join(cell(row.get(c)) for c in TABLE_COLUMNS) + " |" for row in last)])
+    markdown += (f"\n\nA perfect sampler of trajectories in proportion to R (maximum-entropy RL's optimum) would "
+                 f"stand at L1 {trajectory_level_l1:.4g}: it counts each object once per construction path.")
     atomic_write_text(out / "comparison.md", markdown + "\n")
     curves_l1: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     curves_modes: dict[str, tuple[np.ndarray, np.ndarray]] = {}

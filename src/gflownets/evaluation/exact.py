@@ -105,6 +105,24 @@ class StateGraph:
             reach.index_add_(0, children, reach[parents] * probs[parents, actions])
         return reach[self.terminal_ids] * probs[self.terminal_ids, -1]
 
+    @torch.no_grad()
+    def path_counts(self) -> torch.Tensor:
+        """(n_terminal,) float64 number of complete trajectories from s0 to each terminal state,
+        ordered as `terminal_states` (by dynamic programming over the levels)."""
+        paths = torch.zeros(self.n_states, dtype=torch.float64, device=self.states.device)
+        paths[self.s0] = 1.0
+        for parents, _, children in self.edge_levels:
+            paths.index_add_(0, children, paths[parents])
+        return paths[self.terminal_ids]
+
+    def trajectory_level_distribution(self) -> torch.Tensor:
+        """The distribution over objects of a sampler of *trajectories* in proportion to the
+        reward of their object (the optimum of maximum-entropy RL, and what search over the tree
+        of construction paths counts): R(x) times its number of paths, normalised. It differs
+        from the target wherever objects have different numbers of paths (seed 003's point)."""
+        log_weights = self.log_rewards + self.path_counts().log()
+        return (log_weights - torch.logsumexp(log_weights, dim=0)).exp()
+
     def terminal_positions(self, states: torch.Tensor) -> torch.Tensor:
         """Position of each finished object in `terminal_states` (-1 if not terminal)."""
         return self.terminal_index.lookup(states)
