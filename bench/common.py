@@ -50,6 +50,17 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
+def save_result(result: dict, args, default_name: str) -> Path:
+    """`result` with the run's arguments and machine, as JSON at `args.out` or
+    bench/results/`default_name`; prints where."""
+    result.update(args=dict(vars(args)), machine=machine())
+    path = Path(args.out) if getattr(args, "out", None) else RESULTS / default_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def table(rows: list[dict], keys: list[str]) -> str:
     widths = [max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys]
     lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]

@@ -40,13 +40,12 @@ the reported seeds and data sets were not tuned on.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from common import RESULTS, machine, table
+from common import RESULTS, save_result, table
 from gflownets.energy import EnergyTraining, train_energy
 from gflownets.energy.run import (EQUAL_COST_STEPS, SAMPLERS, decode_points, density_data, evaluate, ising_data,
                                   make_energy, make_negatives)
@@ -168,11 +167,7 @@ def main() -> None:
     print(f"\n{args.task}, {args.iters} iterations, batch {args.batch}, seeds {args.seeds}; mean over seeds")
     print(table(summary, ["data", "method", "seeds", *[k for k in COLUMNS[args.task] if k != "sampler_nll"]]))
     result = {"task": args.task, "runs": rows, "summary": summary}
-    result.update(args={k: v for k, v in vars(args).items()}, machine=machine())
-    path = Path(args.out) if args.out else RESULTS / f"ebgfn-{args.task}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    save_result(result, args, f"ebgfn-{args.task}.json")
 
 
 if __name__ == "__main__":
