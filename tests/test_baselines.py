@@ -106,3 +106,24 @@ def test_trajectory_level_sampling_over_counts_objects_with_many_paths():
     sets = StateGraph(Sets(n_items=6, set_size=3))
     assert (sets.path_counts() == 6).all()
     assert torch.allclose(sets.trajectory_level_distribution(), sets.target)
+
+
+def test_variable_size_sets_separate_trajectory_level_sampling_from_the_target():
+    """Seed 003's example: with sets of 1 to 3 items, a set of s items has s! construction orders,
+    so sampling trajectories in proportion to R favours large sets 6 : 2 : 1; the GFlowNet's
+    target does not, and trajectory balance reaches it."""
+    from gflownets.training import RunConfig, Trainer
+
+    env = Sets(n_items=5, set_size=3, min_size=1)
+    graph = StateGraph(env)
+    sizes = graph.terminal_states.sum(dim=1)
+    assert torch.equal(graph.path_counts(), torch.tensor([1.0, 2.0, 6.0], dtype=torch.float64)[sizes - 1])
+    biased = graph.trajectory_level_distribution()
+    mass = lambda p: [float(p[sizes == s].sum()) for s in (1, 2, 3)]  # noqa: E731
+    assert mass(biased)[0] < mass(graph.target)[0] / 3 and mass(biased)[2] > mass(graph.target)[2]
+    assert distribution_metrics(biased, graph.target)["tv"] > 0.1
+    rows = env.objects_to_rows(graph.terminal_states)
+    assert torch.equal(env.objects_from_rows(rows), graph.terminal_states)  # -1 padding round trip
+    summary = Trainer(RunConfig(env="sets", env_args={"n_items": 5, "set_size": 3, "min_size": 1}, iters=1500,
+                                batch_size=32, hidden=64, eval_every=0, seed=0), progress=False).run()
+    assert summary["l1"] < 0.1, summary["l1"]

@@ -21,7 +21,11 @@ N_OBJECTIVES = 2
 @dataclasses.dataclass
 class SetsConfig(EnvConfig):
     n_items: int = dataclasses.field(default=8, metadata={"help": "number of items n"})
-    set_size: int = dataclasses.field(default=4, metadata={"help": "size k of a finished set"})
+    set_size: int = dataclasses.field(default=4, metadata={"help": "size k of a finished set (the largest, with "
+                                                                     "--min-size)"})
+    min_size: int | None = dataclasses.field(default=None, metadata={
+        "help": "smallest finished set (default: set_size, every set has k items); below set_size, sets of "
+                "different sizes have different numbers of construction orders (size!)"})
     reward_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the default item values"})
     beta: float = dataclasses.field(default=2.0, metadata={"help": "inverse temperature of the default reward"})
 
@@ -30,6 +34,8 @@ class SetsConfig(EnvConfig):
             raise ConfigError(f"n_items must be >= 1, got {self.n_items}")
         if not 1 <= self.set_size <= self.n_items:
             raise ConfigError(f"set_size must be in [1, n_items={self.n_items}], got {self.set_size}")
+        if self.min_size is not None and not 1 <= self.min_size <= self.set_size:
+            raise ConfigError(f"min_size must be in [1, set_size={self.set_size}], got {self.min_size}")
         check_policy_inputs("sets", self.n_items, "one membership flag per item")
         check_seed("reward_seed", self.reward_seed)
         if not np.isfinite(self.beta):
@@ -38,7 +44,9 @@ class SetsConfig(EnvConfig):
 
 class Sets(DiscreteEnv):
     """State: membership vector (B, n) of 0/1. Action i < n adds item i; exit (action n) is
-    allowed exactly when the set holds k items, and then it is the only action.
+    allowed exactly when the set holds k items, and then it is the only action (with
+    `min_size` m < k: exit is allowed from m items on, and adding until k). CSV rows list the
+    items in increasing order, padded with -1 for sets smaller than k.
 
     Default reward: each item i has a value v_i ~ U(-1, 1) drawn from `reward_seed`, and
     log R(S) = beta * (sum_{i in S} v_i + sum_{i<j in S} v_i v_j / k), an additive score with
@@ -51,6 +59,7 @@ class Sets(DiscreteEnv):
 
     def setup(self, config: SetsConfig) -> None:
         self.n_items, self.set_size = config.n_items, config.set_size
+        self.min_size = config.set_size if config.min_size is None else config.min_size
         self.n_actions = self.n_items + 1
         self.state_shape = (self.n_items,)
         self.max_steps = self.set_size + 1
@@ -68,8 +77,8 @@ class Sets(DiscreteEnv):
         return torch.zeros(self.n_items, dtype=torch.long, device=self.device)
 
     def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
-        full = states.sum(dim=-1, keepdim=True) == self.set_size
-        return torch.cat([(states == 0) & ~full, full], dim=-1)
+        size = states.sum(dim=-1, keepdim=True)
+        return torch.cat([(states == 0) & (size < self.set_size), size >= self.min_size], dim=-1)
 
     def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
         return states == 1
@@ -112,22 +121,34 @@ class Sets(DiscreteEnv):
         return [f"item{i}" for i in range(self.set_size)]
 
     def objects_to_rows(self, states: torch.Tensor) -> np.ndarray:
-        """A finished set as its k item indices in increasing order."""
+        """A finished set as its item indices in increasing order, padded with -1 to k columns."""
         members = states.cpu().numpy().astype(bool)
-        if not (members.sum(axis=1) == self.set_size).all():
-            raise ValueError("objects_to_rows takes finished sets of size k only")
-        return np.nonzero(members)[1].reshape(-1, self.set_size).astype(np.int64)
+        sizes = members.sum(axis=1)
+        if ((sizes < self.min_size) | (sizes > self.set_size)).any():
+            raise ValueError(f"objects_to_rows takes finished sets of {self.min_size} to {self.set_size} items only")
+        order = np.argsort(~members, axis=1, kind="stable")[:, :self.set_size]  # members first, in index order
+        return np.where(np.arange(self.set_size) < sizes[:, None], order, -1).astype(np.int64)
 
     def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
         if rows.ndim != 2 or rows.shape[1] != self.set_size:
             raise DataError(f"sets objects need {self.set_size} item columns, got {rows.shape[-1]}")
-        bad = (rows < 0) | (rows >= self.n_items)
+        present = rows >= 0
+        after_padding = np.zeros_like(present)
+        after_padding[:, 1:] = present[:, 1:] & ~present[:, :-1]  # an item after a -1
+        bad = (rows >= self.n_items) | ((rows < 0) & (rows != -1)) | after_padding
         if bad.any():
             r, col = np.argwhere(bad)[0]
-            raise DataError(f"row {r + 1}: item {rows[r, col]} is outside [0, {self.n_items - 1}]")
-        states = np.zeros((len(rows), self.n_items), dtype=np.int64)
-        np.put_along_axis(states, rows, 1, axis=1)
-        dup = states.sum(axis=1) != self.set_size
+            raise DataError(f"row {r + 1}: item {rows[r, col]} is outside [0, {self.n_items - 1}] (sets smaller "
+                            f"than {self.set_size} are padded with -1 at the end)")
+        sizes = present.sum(axis=1)
+        small = sizes < self.min_size
+        if small.any():
+            r = int(np.argmax(small))
+            raise DataError(f"row {r + 1}: {int(sizes[r])} item(s), fewer than the smallest set ({self.min_size})")
+        states = np.zeros((len(rows), self.n_items + 1), dtype=np.int64)  # the last column takes the padding
+        np.put_along_axis(states, np.where(present, rows, self.n_items), 1, axis=1)
+        states = states[:, :self.n_items]
+        dup = states.sum(axis=1) != sizes
         if dup.any():
             r = int(np.argmax(dup))
             raise DataError(f"row {r + 1}: items {rows[r].tolist()} repeat an item")
