@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from gflownets.baselines import MetropolisSampler, RandomSampler, has_mutation, visited_distribution
+from gflownets.baselines import MetropolisSampler, RandomSampler, has_mutation
 from gflownets.envs import Bits, Hypergrid, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
@@ -22,7 +22,7 @@ def test_random_sampler_draws_the_uniform_policys_distribution():
     visited = torch.cat([sampler.step(generator) for _ in range(40)])
     assert sampler.reward_calls == 20_000
     expected = graph.terminal_distribution(UniformPolicy(env)) * len(visited)
-    observed = visited_distribution(graph, visited) * len(visited)
+    observed = graph.empirical_distribution(visited) * len(visited)
     assert chisquare(observed.numpy(), expected.numpy()).pvalue > 1e-3
 
 
@@ -38,7 +38,7 @@ def test_mcmc_converges_to_the_exact_target(env, proposal, k):
     for _ in range(100):  # burn-in
         sampler.step(generator)
     visited = torch.cat([sampler.step(generator) for _ in range(200)])
-    l1 = distribution_metrics(visited_distribution(graph, visited), graph.target)["l1"]
+    l1 = distribution_metrics(graph.empirical_distribution(visited), graph.target)["l1"]
     assert l1 < 0.06, l1
     assert 0.05 < sampler.acceptance < 1.0
     assert sampler.reward_calls <= 256 * 301

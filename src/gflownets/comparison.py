@@ -23,23 +23,34 @@ METHODS = ("gfn", "mcmc", "random")
 
 
 class VisitWindow:
-    """The last `size` visited objects' positions in the graph's terminal states, and every mode
+    """Counts of the last `size` visited objects over the graph's terminal states (a ring of
+    their positions, so each visit is added and the one it pushes out subtracted), and every mode
     seen so far."""
 
     def __init__(self, graph: StateGraph, size: int):
         self.graph, self.size = graph, size
-        self.positions = torch.zeros(0, dtype=torch.long)
-        self.modes_seen = torch.zeros(len(graph.terminal_ids), dtype=torch.bool)
+        n = len(graph.terminal_ids)
+        self.ring = torch.full((size,), -1, dtype=torch.long)
+        self.next = 0  # the ring slot the next visit overwrites
+        self.counts = torch.zeros(n, dtype=torch.long)
+        self.modes_seen = torch.zeros(n, dtype=torch.bool)
 
     def add(self, objects: torch.Tensor) -> None:
         positions = self.graph.terminal_positions(objects).cpu()
         if (positions < 0).any():
             raise ValueError("a visited object is not a terminal state of the environment")
-        self.positions = torch.cat([self.positions, positions])[-self.size:]
+        positions = positions[-self.size:]
+        slots = (self.next + torch.arange(len(positions))) % self.size
+        evicted = self.ring[slots]
+        evicted = evicted[evicted >= 0]
+        self.counts.index_add_(0, evicted, torch.full_like(evicted, -1))
+        self.counts.index_add_(0, positions, torch.ones_like(positions))
+        self.ring[slots] = positions
+        self.next = int((self.next + len(positions)) % self.size)
         self.modes_seen[positions] = True
 
     def l1(self) -> float:
-        counts = torch.bincount(self.positions, minlength=len(self.graph.terminal_ids)).double()
+        counts = self.counts.double()
         return distribution_metrics(counts / counts.sum(), self.graph.target.cpu())["l1"]
 
     @property

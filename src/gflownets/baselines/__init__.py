@@ -1,5 +1,5 @@
 """Baselines: samplers that are not GFlowNets (random search, MCMC), behind one interface that counts reward calls."""
 
-from gflownets.baselines.samplers import Baseline, MetropolisSampler, RandomSampler, has_mutation, visited_distribution
+from gflownets.baselines.samplers import Baseline, MetropolisSampler, RandomSampler, has_mutation
 
-__all__ = ["Baseline", "RandomSampler", "MetropolisSampler", "has_mutation", "visited_distribution"]
+__all__ = ["Baseline", "RandomSampler", "MetropolisSampler", "has_mutation"]

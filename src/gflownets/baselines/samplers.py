@@ -5,7 +5,8 @@ finished objects, with the environment's `mutate` (a symmetric point change) whe
 or generically with the back-and-forth proposal (k steps back and k forth with the uniform
 policy, accepted with the exact proposal ratio). Every `step` returns the objects the method
 visited at that step, so the empirical distribution of what a method visits can be measured
-against the exact target (`visited_distribution`), as the first GFlowNet paper did for MCMC."""
+against the exact target (`StateGraph.empirical_distribution`), as the first GFlowNet paper did
+for MCMC."""
 
 from __future__ import annotations
 
@@ -109,9 +110,3 @@ class MetropolisSampler(Baseline):
     @property
     def acceptance(self) -> float:
         return self.accepted / self.proposed if self.proposed else float("nan")
-
-
-def visited_distribution(graph, visited: torch.Tensor) -> torch.Tensor:
-    """The empirical distribution of visited objects over the graph's terminal states (ordered as
-    `graph.terminal_states`), to compare with `graph.target`."""
-    return graph.empirical_distribution(visited)

@@ -103,7 +103,7 @@ class GFlowNetNegatives:
         objects = data.long() + 1  # bits -> the environment's states (1 + bit)
         data_log_rewards = self.train_step(objects, generator)
         if not self.mh:  # plain GFlowNet samples
-            return sample_forward(self.env, self.policy, len(data), generator).terminal_states.float() - 1
+            return self.sample(energy, len(data), generator)
         k = self.k_schedule(step)
         proposal = back_and_forth(self.env, self.policy, objects, k, generator)
         moved, accepted = metropolis_hastings(objects, data_log_rewards, proposal.proposals,

@@ -164,11 +164,6 @@ def decode_points(bits: torch.Tensor) -> np.ndarray:
     return gray_bits_to_float(bits.cpu().numpy().astype(np.int64), bits=DENSITY_BITS)
 
 
-def bits_env(dim: int) -> Bits:
-    """The environment whose CSV form (columns b0..b{D-1}) a data file of D bits uses."""
-    return Bits(dim=dim)
-
-
 def default_out(data: EnergyData, sampler: str) -> Path:
     return Path("runs") / f"energy-{data.name}-{sampler}"
 
@@ -197,15 +192,14 @@ def _load_energy_checkpoint(checkpoint: Path) -> dict:
     return state
 
 
-def _saved_settings(checkpoint: Path) -> dict:
-    return _load_energy_checkpoint(checkpoint)["settings"]
-
-
-def _resume_state(checkpoint: Path, settings: dict) -> dict:
+def _resume_state(checkpoint: Path, settings: dict, k_warmup_given: bool) -> dict:
     """The checkpoint of the run in `checkpoint`'s folder, refused (naming the settings) where
-    it was trained with other data or settings than `settings`."""
+    it was trained with other data or settings than `settings`. Without a K warm-up given, the
+    run's own is kept (the default is half the first run's iterations, whatever --iters is now)."""
     state = _load_energy_checkpoint(checkpoint)
     saved = state["settings"]
+    if not k_warmup_given:
+        settings["k_warmup"] = saved.get("k_warmup")
     changed = [f"{k} {saved.get(k)!r} -> {settings[k]!r}" for k in RESUME_FIXED if saved.get(k) != settings[k]]
     if changed:
         raise ConfigError(f"cannot resume {checkpoint.parent}: it was trained with other settings ({'; '.join(changed)})")
@@ -230,9 +224,7 @@ def train_and_write(data: EnergyData, sampler: str, config: EnergyTraining, out:
     settings = _settings(data, sampler, config, steps, hidden, layers, k_warmup)
     state = None
     if resume:
-        if k_warmup is None:  # the default is half the first run's iterations, whatever --iters is now
-            settings["k_warmup"] = _saved_settings(checkpoint).get("k_warmup")
-        state = _resume_state(checkpoint, settings)
+        state = _resume_state(checkpoint, settings, k_warmup_given=k_warmup is not None)
     elif any((out / name).exists() for name in ENERGY_RUN_FILES) and not overwrite:
         raise ConfigError(f"{out} holds an energy run already; pass --resume to continue it or --overwrite to replace it")
     if checkpoint_every < 1:
@@ -271,7 +263,7 @@ def train_and_write(data: EnergyData, sampler: str, config: EnergyTraining, out:
         weights["policy"] = negatives.policy.state_dict()
     atomic_torch_save(out / "model.pt", weights)
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    write_objects_csv(out / "samples.csv", bits_env(data.dim), samples.long() + 1, -energies_of(energy, samples))
+    write_objects_csv(out / "samples.csv", Bits(dim=data.dim), samples.long() + 1, -energies_of(energy, samples))
     steps_axis = np.array([r["step"] for r in records])
     with skipped_plots():
         plot_curves({"data": (steps_axis, np.array([r["data_energy"] for r in records])),

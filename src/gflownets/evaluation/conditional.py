@@ -59,10 +59,6 @@ def parse_contexts(env: ConditionalEnv, text: str) -> list[torch.Tensor]:
     return contexts
 
 
-def context_label(env: ConditionalEnv, context: torch.Tensor) -> str:
-    return env.condition.label(context)
-
-
 class ContextEvaluator:
     """The per-context state graphs of a conditional run (built once, on first use) and the
     exact metrics of a policy on each."""
@@ -162,7 +158,7 @@ class ContextEvaluator:
         for context, graph in zip(self.contexts, self.graphs):
             if graph is None:
                 continue
-            label = context_label(self.env, context).replace(",", "_")
+            label = self.env.condition.label(context).replace(",", "_")
             out = folder / f"distribution-{label}.png"
             with figures.skipped_plots():
                 learned = graph.terminal_distribution(policy).cpu().numpy()
