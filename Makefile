@@ -24,6 +24,7 @@ OPTIONAL := $(VENV)/.optional
 $(OPTIONAL): $(STAMP)
 	$(BIN)/pip install --quiet pgmpy || echo "pgmpy could not be installed: tests/test_dag.py skips its BDeu comparison"
 	$(BIN)/pip install --quiet pymoo==0.6.2 || echo "pymoo could not be installed: tests/test_conditional.py skips its hypervolume comparison"
+	$(BIN)/pip install --quiet sb3-contrib==2.9.2 || echo "sb3-contrib could not be installed: tests/test_baselines.py skips its MaskablePPO comparison"
 	($(PYTHON) -m venv .venv-holo && .venv-holo/bin/pip install --quiet torch==2.13.0 \
 		&& .venv-holo/bin/pip install --quiet pytorch-holo) \
 		|| echo "pytorch-holo could not be installed: tests/test_sequences.py skips its Ehrlich comparison"

@@ -197,17 +197,27 @@ def plot_grid_distributions(coords: np.ndarray, learned: np.ndarray, target: np.
 
     coords: (N, 2) integer cell coordinates (x0, x1); learned, target: (N,) probabilities of
     those cells; height: side of the grid (default: the largest coordinate + 1)."""
-    coords = _array(coords, dtype=np.int64)
     learned, target = _array(learned), _array(target)
+    return plot_grid_panels(coords, [("target R(x)/Z", target), ("learned P(x)", learned)], out, height,
+                            f"exact L1 = {np.abs(learned - target).sum():.4f}")
+
+
+def plot_grid_panels(coords: np.ndarray, panels: list[tuple[str, np.ndarray]], out: Path,
+                     height: int | None = None, title: str | None = None) -> Path:
+    """Distributions over the cells of a 2-D grid side by side, as heatmaps on one colour scale
+    (panels: (title, (N,) probabilities of the cells at `coords`))."""
+    coords = _array(coords, dtype=np.int64)
     height = int(coords.max()) + 1 if height is None else int(height)
     check_heatmap(out, height)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    vmax = max(learned.max(), target.max())
-    for ax, values, title in ((axes[0], target, "target R(x)/Z"), (axes[1], learned, "learned P(x)")):
-        im = ax.imshow(_grid_image(coords, values, height), origin="lower", cmap="viridis", vmin=0, vmax=vmax)
-        ax.set(title=title, xlabel="x0", ylabel="x1")
-    fig.suptitle(f"exact L1 = {np.abs(learned - target).sum():.4f}")
-    fig.colorbar(im, ax=axes, shrink=0.85)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False)
+    vmax = max(float(_array(values).max()) for _, values in panels)
+    for ax, (name, values) in zip(axes[0], panels):
+        im = ax.imshow(_grid_image(coords, _array(values), height), origin="lower", cmap="viridis", vmin=0,
+                       vmax=vmax)
+        ax.set(title=name, xlabel="x0", ylabel="x1")
+    if title:
+        fig.suptitle(title)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -10,7 +10,7 @@ for MCMC."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
@@ -20,6 +20,9 @@ from gflownets.policies.uniform import UniformPolicy
 from gflownets.sampling.back_and_forth import back_and_forth, metropolis_hastings
 from gflownets.sampling.metropolis import metropolis_step
 from gflownets.sampling.trajectories import sample_forward
+
+if TYPE_CHECKING:
+    from gflownets.evaluation.exact import StateGraph
 
 
 def has_mutation(env: DiscreteEnv) -> bool:
@@ -39,6 +42,21 @@ class Baseline:
 
     def step(self, generator: torch.Generator | None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def learned_distribution(self, graph: StateGraph) -> torch.Tensor | None:
+        """The exact distribution, over `graph`'s terminal states, of the sampler the method has
+        learned (None where it learns none: random search, MCMC)."""
+        return None
+
+
+class PolicyBaseline(Baseline):
+    """A baseline that learns a policy of the library's interface (`self.policy`), whose
+    terminal distribution the state graph computes exactly."""
+
+    policy: torch.nn.Module
+
+    def learned_distribution(self, graph: StateGraph) -> torch.Tensor:
+        return graph.terminal_distribution(self.policy)
 
 
 class RandomSampler(Baseline):
