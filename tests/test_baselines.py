@@ -57,18 +57,29 @@ def test_mcmc_proposal_choice_and_errors():
 
 
 def test_compare_runs_every_method_at_equal_reward_calls():
-    from gflownets.comparison import compare
+    from gflownets.comparison import compare, methods
     from gflownets.training import RunConfig
 
     config = RunConfig(env="hypergrid", env_args={"ndim": 2, "height": 5}, iters=10_000, batch_size=16, hidden=32,
                        eval_every=0, seed=0)
-    points = compare(config, ["gfn", "mcmc", "random"], budget=3200, every=1600)
-    by_method = {m: [p for p in points if p["method"] == m] for m in ("gfn", "mcmc", "random")}
+    assert set(methods()) == {"gfn", "mcmc", "random", "ppo", "soft-q", "mcts"}
+    final: dict = {}
+    points = compare(config, list(methods()), budget=3200, every=1600, top_k=10, final=final)
+    by_method = {m: [p for p in points if p["method"] == m] for m in methods()}
     for method, rows in by_method.items():
         assert [p["reward_calls"] >= c for p, c in zip(rows, (1600, 3200))] == [True, True], method
-        assert rows[-1]["reward_calls"] < 3200 + 16 and 0 < rows[-1]["l1_visited"] <= 2
+        assert rows[-1]["reward_calls"] < 3200 + 64 and 0 < rows[-1]["l1_visited"] <= 2
         assert 1 <= rows[-1]["modes_found"] <= rows[-1]["n_modes"] == 4
-    assert "l1_learned" in by_method["gfn"][-1] and "l1_learned" not in by_method["mcmc"][-1]
+        assert 0 < rows[-1]["top10_reward"] <= 2.6 and rows[-1]["top10_diversity"] > 0
+        learns = method in ("gfn", "ppo", "soft-q", "mcts")
+        assert ("l1_learned" in rows[-1]) == learns, method
+        assert (final[method]["learned"] is not None) == learns
+        assert float(final[method]["visited"].sum()) == pytest.approx(1.0)
+    # the k best distinct objects: once all four modes (on side 5, the corners, R = 0.6) are found,
+    # the top 4 are they
+    four = compare(config, ["mcmc"], budget=1600, every=1600, top_k=4)[-1]
+    assert four["modes_found"] == 4 and four["top4_reward"] == pytest.approx(0.6)
+    assert compare(config, ["mcmc"], budget=1600, every=1600, top_k=5)[-1]["top5_reward"] < 0.6
     with pytest.raises(ConfigError, match="unknown method"):
         compare(config, ["sac"], budget=10, every=10)
 
@@ -87,8 +98,11 @@ def test_compare_command(tmp_path, capsys):
     assert saved["l1_trajectory_level_optimum"] == pytest.approx(0.0, abs=1e-12)  # sets: k! paths each
     points = saved["points"]
     assert {p["method"] for p in points} == {"gfn", "mcmc", "random"}
-    assert (out / "comparison.csv").read_text().splitlines()[0].startswith("method,reward_calls,l1_visited")
-    assert (out / "plots" / "l1.png").stat().st_size > 0 and (out / "plots" / "modes.png").stat().st_size > 0
+    assert (out / "comparison.csv").read_text().splitlines()[0] == ("method,reward_calls,l1_visited,l1_learned,"
+                                                                    "modes_found,n_modes,top100_reward,"
+                                                                    "top100_diversity,seconds")
+    for plot in ("l1", "modes", "top_k", "distributions"):
+        assert (out / "plots" / f"{plot}.png").stat().st_size > 0, plot
     assert "KEY=VALUE" in one_error_line(capsys, "compare", "sets", "--set", "n_items", "--out", out)
     assert "unknown method" in one_error_line(capsys, "compare", "sets", "--methods", "gfn,sac", "--out", out)
     assert "unknown sets option" in one_error_line(capsys, "compare", "sets", "--set", "size=3", "--out", out)

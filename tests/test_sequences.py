@@ -181,6 +181,10 @@ def test_object_rows_are_validated():
         BitSeq(length=6, token_bits=2)  # only 5 distinct 6-bit modes exist
     with pytest.raises(ConfigError):
         Ehrlich(num_states=8, dim=8, num_motifs=3, motif_length=3)
+    for bad, message in (({"max_length": 0}, "max_length"), ({"min_length": 5, "max_length": 4}, "min_length"),
+                         ({"beta": float("nan")}, "beta"), ({"ngrams": "AX"}, "n-gram")):
+        with pytest.raises(ConfigError, match=message):
+            Sequence(**bad)
 
 
 def test_sequence_reward_function_gets_padded_rows():

@@ -366,13 +366,16 @@ def energy(density: str | None, ising_side: int | None, data_file: str | None, s
 @click.option("--set", "env_options", multiple=True, metavar="KEY=VALUE",
               help="an option of the environment (repeatable): --set ndim=4 --set height=8")
 @click.option("--methods", default="gfn,mcmc,random", show_default=True,
-              help="comma-separated: gfn (the GFlowNet), mcmc (Metropolis chains), random (uniform rollouts)")
+              help="comma-separated: gfn (the GFlowNet), mcmc (Metropolis chains), random (uniform rollouts), "
+                   "ppo (reward-maximising RL), soft-q (maximum-entropy RL), mcts (tree search read by its visits)")
 @click.option("--budget", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="reward calls each method may spend")
 @click.option("--every", type=click.IntRange(min=1), help="reward calls between points [default: budget / 20]")
 @click.option("--window", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="the last N visited objects whose empirical distribution is compared with the target")
 @click.option("--chains", type=click.IntRange(min=1), default=16, show_default=True, help="MCMC chains")
+@click.option("--top-k", type=click.IntRange(min=1), default=100, show_default=True,
+              help="report the mean reward and diversity of the k best distinct objects found")
 @click.option("--objective", type=click.Choice(sorted(CHOICES["objective"])), default="tb", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="trajectories per GFlowNet iteration and rollouts per random step")
@@ -380,11 +383,12 @@ def energy(density: str | None, ising_side: int | None, data_file: str | None, s
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", "out", required=True, help="folder for comparison.json, comparison.csv/.md and plots")
 def compare_command(env_name: str, env_options: tuple[str, ...], methods: str, budget: int, every: int | None,
-                    window: int, chains: int, objective: str, batch_size: int, hidden: int, seed: int,
+                    window: int, chains: int, top_k: int, objective: str, batch_size: int, hidden: int, seed: int,
                     out: str) -> None:
-    """A GFlowNet, MCMC and random search on the same reward, at equal reward calls: the L1
-    between each method's last visited objects and the exact target (and the GFlowNet's exact
-    learned L1), and modes found, against reward calls (enumerable environments)."""
+    """A GFlowNet and the baselines (MCMC, random search, PPO, soft Q-learning, MCTS) on the same
+    reward, at equal reward calls: the L1 between each method's last visited objects and the
+    exact target, the exact L1 of what each learning method samples, modes found and the top-k
+    reward and diversity, against reward calls (enumerable environments)."""
     from gflownets.comparison import write_comparison
 
     options = {}
@@ -398,8 +402,65 @@ def compare_command(env_name: str, env_options: tuple[str, ...], methods: str, b
                                env_options=options)
     config.validate()
     summary = write_comparison(config, [m.strip() for m in methods.split(",") if m.strip()], budget,
-                               every or max(1, budget // 20), window, chains, Path(out))
+                               every or max(1, budget // 20), window, chains, Path(out), top_k)
     click.echo(summary)
+
+
+def _key_values(items: tuple[str, ...], flag: str) -> dict[str, str]:
+    """`KEY=VALUE` items as a mapping (dashes in keys read as underscores)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+@cli.command("active")
+@click.argument("env_name")
+@click.option("--set", "env_options", multiple=True, metavar="KEY=VALUE",
+              help="an option of the environment (repeatable): --set num_states=8 --set dim=8")
+@click.option("--proposers", default="gfn,mcmc,random", show_default=True,
+              help="comma-separated: gfn (a GFlowNet) and baselines (mcmc, random, ...), each searching the "
+                   "acquisition reward with the same number of proxy calls")
+@click.option("--rounds", type=int, default=5, show_default=True, help="rounds of fit proxy, search, query oracle")
+@click.option("--batch", type=int, default=16, show_default=True, help="new objects labelled by the oracle per round")
+@click.option("--initial", type=int, default=0, show_default=True,
+              help="uniform random objects labelled before the first round (0: --batch)")
+@click.option("--iters", type=int, default=200, show_default=True, help="GFlowNet training iterations per round")
+@click.option("--samples", type=int, default=256, show_default=True,
+              help="objects the GFlowNet draws after each round's training")
+@click.option("--kappa", type=float, default=1.0, show_default=True, help="UCB: mean + kappa * std of the ensemble")
+@click.option("--beta", type=float, default=10.0, show_default=True,
+              help="acquisition reward exp(beta * UCB), in the units of the oracle's score")
+@click.option("--top-k", "top_k", type=int, default=10, show_default=True, help="k of the top-k metrics")
+@click.option("--mode-threshold", type=float, default=None,
+              help="a mode is a labelled object of oracle score >= this [default: the environment's own modes]")
+@click.option("--gfn", "gfn_options", multiple=True, metavar="KEY=VALUE",
+              help="a training option of the GFlowNet proposer (repeatable): --gfn objective=vargrad --gfn lr=0.01")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--out", "out", required=True, help="folder for active.json, active.csv, active.md and plots/")
+@click.option("--quiet", is_flag=True, help="no line per round on stderr")
+def active_command(env_name: str, env_options: tuple[str, ...], proposers: str, rounds: int, batch: int, initial: int,
+                   iters: int, samples: int, kappa: float, beta: float, top_k: int, mode_threshold: float | None,
+                   gfn_options: tuple[str, ...], seed: int, out: str, quiet: bool) -> None:
+    """Active learning: rounds of fitting a proxy (an ensemble of MLPs) to the oracle's labelled
+    objects, searching its UCB acquisition with each proposer, and labelling the best new batch;
+    prints the top-k oracle score, diversity and modes found per proposer and round."""
+    from gflownets.active import ActiveConfig, write_active
+
+    if not out.strip():
+        raise ConfigError("--out must name a folder")
+    config = RunConfig.resolve(env_name, env_options=_key_values(env_options, "--set"))
+    config.validate()
+    settings = ActiveConfig(proposers=tuple(p.strip() for p in proposers.split(",") if p.strip()), rounds=rounds,
+                            batch=batch, initial=initial, iters=iters, samples=samples, kappa=kappa, beta=beta,
+                            top_k=top_k, mode_threshold=mode_threshold,
+                            gfn_options=_key_values(gfn_options, "--gfn"), seed=seed)
+    settings.validate()
+    log = None if quiet else (lambda line: click.echo(line, err=True))
+    click.echo(write_active(config.build_env(), settings, Path(out), log=log))
 
 
 REPORT_COLUMNS = ("env", "objective", "iterations", "seconds", "l1", "l1_samples", "jsd", "log_z",

@@ -227,6 +227,12 @@ class SequenceConfig(EnvConfig):
     def validate(self) -> None:
         if len(self.alphabet) < 1 or len(set(self.alphabet)) != len(self.alphabet):
             raise ConfigError(f"alphabet must be non-empty distinct characters, got {self.alphabet!r}")
+        if self.max_length < 1:
+            raise ConfigError(f"max_length must be >= 1, got {self.max_length}")
+        if not 0 <= self.min_length <= self.max_length:
+            raise ConfigError(f"min_length must be in [0, max_length={self.max_length}], got {self.min_length}")
+        if not np.isfinite(self.beta):
+            raise ConfigError(f"beta must be finite, got {self.beta}")
         for gram in self.ngram_list():
             if not 1 <= len(gram) <= self.max_length or any(c not in self.alphabet for c in gram):
                 raise ConfigError(f"n-gram {gram!r} must be 1 to max_length={self.max_length} characters of "
@@ -234,12 +240,6 @@ class SequenceConfig(EnvConfig):
 
     def ngram_list(self) -> list[str]:
         return [g.strip() for g in self.ngrams.split(",") if g.strip()]
-        if self.max_length < 1:
-            raise ConfigError(f"max_length must be >= 1, got {self.max_length}")
-        if not 0 <= self.min_length <= self.max_length:
-            raise ConfigError(f"min_length must be in [0, max_length={self.max_length}], got {self.min_length}")
-        if not np.isfinite(self.beta):
-            raise ConfigError(f"beta must be finite, got {self.beta}")
 
 
 class Sequence(SequenceEnv):
