@@ -243,3 +243,34 @@ def test_batched_ppo_learns_as_fast_as_maskable_ppo_at_equal_reward_calls():
     batched = float(ours.learned_distribution(graph) @ rewards)
     assert reference > untrained + 0.3 and batched > untrained + 0.3, (untrained, reference, batched)
     assert batched > reference - 0.2, (reference, batched)
+
+
+def test_compare_on_an_environment_too_large_to_enumerate(tmp_path, capsys):
+    """No exact target: the table keeps the top-k reward and diversity (and modes where the
+    environment knows them), and the GFlowNet is charged what the environment scored, its
+    mutation chains' candidates included (Ehrlich runs 32 chains by default)."""
+    import json
+
+    from cli_helpers import run_cli
+
+    out = tmp_path / "ehrlich"
+    assert run_cli("compare", "ehrlich", "--set", "num_states=8", "--set", "dim=16", "--set", "num_motifs=2",
+                   "--set", "motif_length=4", "--methods", "gfn,mcmc,random", "--budget", 480, "--every", 240,
+                   "--top-k", 10, "--hidden", 16, "--out", out) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| method | reward_calls | top10_reward | top10_diversity | seconds |")
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["enumerable"] is False and saved["l1_trajectory_level_optimum"] is None
+    gfn = [p for p in saved["points"] if p["method"] == "gfn"]
+    assert gfn[0]["reward_calls"] >= 240 and gfn[-1]["reward_calls"] >= 480
+    assert all(p["top10_reward"] > 0 and "l1_visited" not in p for p in saved["points"])
+    assert (out / "plots" / "top_k.png").exists() and not (out / "plots" / "distributions.png").exists()
+
+
+def test_environments_count_the_objects_they_score():
+    env = Hypergrid(ndim=2, height=4)
+    assert env.reward_calls == 0
+    env.log_reward(env.initial_states(5))
+    sampler = RandomSampler(env, batch_size=7)
+    sampler.step(torch.Generator().manual_seed(0))
+    assert env.reward_calls == 5 + 7 == 5 + sampler.reward_calls

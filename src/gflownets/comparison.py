@@ -1,9 +1,11 @@
-"""A GFlowNet and the baselines side by side on one enumerable environment, at equal reward calls,
-measured as the first GFlowNet paper did: the L1 distance between the empirical distribution of
-the last `window` objects each method visited and the exact target, and the modes it has found,
-against the reward calls spent; the exact L1 of what each learning method has learned to sample
-(the GFlowNet, PPO and soft Q-learning policies, MCTS's visit counts); and the mean reward and
-diversity of the k best distinct objects found so far."""
+"""A GFlowNet and the baselines side by side on one environment, at equal reward calls. Where the
+environment is enumerable, as the first GFlowNet paper measured: the L1 distance between the
+empirical distribution of the last `window` objects each method visited and the exact target,
+and the modes (objects of maximal reward) it has found, against the reward calls spent; and the
+exact L1 of what each learning method has learned to sample (the GFlowNet, PPO and soft
+Q-learning policies, MCTS's visit counts). On every environment: the mean reward and diversity
+of the k best distinct objects found so far, and, where the environment knows its modes
+(`modes_hit`), the modes found."""
 
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ import torch
 from gflownets.baselines import BASELINES, make_baseline
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
-from gflownets.evaluation.exact import StateGraph
+from gflownets.evaluation.evaluator import mode_tracker
+from gflownets.evaluation.exact import StateGraph, try_state_graph
 from gflownets.evaluation.metrics import distribution_metrics
 from gflownets.measures.distances import hamming_matrix
 from gflownets.measures.diversity import mean_pairwise_distance
+from gflownets.sources.replay import ReplayBuffer
 from gflownets.training import RunConfig, Trainer
 
 
@@ -77,17 +81,53 @@ class VisitWindow:
     def modes_found(self) -> int:
         return int((self.seen & self.graph.mode_mask.cpu()).sum())
 
+    @property
+    def n_modes(self) -> int:
+        return self.graph.n_modes
+
     def top_k(self, k: int, env: DiscreteEnv) -> tuple[float, float]:
-        """Mean reward and diversity (mean pairwise `env.distance_matrix`, Hamming on the state
-        entries where the environment has none) of the k best distinct objects seen."""
+        """Mean reward and diversity of the k best distinct objects seen (`reward_and_diversity`)."""
         seen = self.seen.nonzero().squeeze(1)
-        log_rewards = self.graph.log_rewards.cpu()[seen]
-        best = seen[log_rewards.argsort(descending=True, stable=True)[:k]]
-        objects = self.graph.terminal_states.cpu()[best]
-        distance = getattr(env, "distance_matrix", hamming_matrix)
-        return (float(self.graph.log_rewards.cpu()[best].exp().mean()),
-                mean_pairwise_distance(objects.reshape(len(objects), -1) if distance is hamming_matrix else objects,
-                                       distance))
+        best = seen[self.graph.log_rewards.cpu()[seen].argsort(descending=True, stable=True)[:k]]
+        return reward_and_diversity(env, self.graph.terminal_states[best], self.graph.log_rewards[best])
+
+
+class BestObjects:
+    """What is measured where the environment is too large to enumerate: the k best distinct
+    objects visited (a reward-prioritised replay buffer of capacity k; visited objects are scored
+    again for it, calls that are the measurement's and not charged to the method) and the
+    environment's known modes hit, where it knows them (`modes_hit`)."""
+
+    def __init__(self, env: DiscreteEnv, k: int):
+        self.env = env
+        self.best = ReplayBuffer(k, env.state_shape, keep="best", device=env.device)
+        self.modes = mode_tracker(env, None)
+
+    def add(self, objects: torch.Tensor) -> None:
+        self.best.add(objects, self.env.log_reward(objects))
+        if self.modes is not None:
+            self.modes.add(objects)
+
+    @property
+    def modes_found(self) -> int | None:
+        return None if self.modes is None else self.modes.n_found
+
+    @property
+    def n_modes(self) -> int | None:
+        return None if self.modes is None else self.modes.n_modes
+
+    def top_k(self, k: int, env: DiscreteEnv) -> tuple[float, float]:
+        return reward_and_diversity(env, self.best.objects[:self.best.size], self.best.log_rewards[:self.best.size])
+
+
+def reward_and_diversity(env: DiscreteEnv, objects: torch.Tensor, log_rewards: torch.Tensor) -> tuple[float, float]:
+    """Mean reward and diversity of distinct objects: their mean pairwise `env.distance_matrix`
+    (edit or Hamming distance of sequences), or the number of state entries in which they differ
+    where the environment defines no distance."""
+    distance = getattr(env, "distance_matrix", None)
+    if distance is None:
+        objects, distance = objects.reshape(len(objects), -1), hamming_matrix
+    return float(log_rewards.double().exp().mean()), mean_pairwise_distance(objects, distance)
 
 
 def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: int, window: int = 200_000,
@@ -95,33 +135,36 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
             final: dict[str, dict[str, torch.Tensor]] | None = None) -> list[dict[str, Any]]:
     """Run each method until `budget` reward calls; every `every` calls a point {method,
     reward_calls, l1_visited, modes_found, n_modes, top{k}_reward, top{k}_diversity, seconds}
-    and, for the methods that learn a sampler, `l1_learned`. `config`: a RunConfig for the
-    GFlowNet (environment, objective, batch size, network), whose settings the baselines share
-    (`baseline_options`). `final`, if given, receives each method's last visited and learned
-    distributions (over `graph.terminal_states`)."""
+    and, for the methods that learn a sampler, `l1_learned`; on an environment too large to
+    enumerate (no `graph`), no L1, and modes only where the environment knows them. `config`: a
+    RunConfig for the GFlowNet (environment, objective, batch size, network), whose settings
+    the baselines share (`baseline_options`). `final`, if given, receives each enumerable
+    method's last visited and learned distributions (over `graph.terminal_states`)."""
     unknown = sorted(set(methods_to_run) - set(methods()))
     if unknown:
         raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(methods())}")
     if budget < 1 or every < 1 or top_k < 1:
         raise ConfigError(f"budget, every and top_k must be >= 1, got {budget}, {every} and {top_k}")
     env = config.build_env()
-    graph = StateGraph(env) if graph is None else graph
+    graph = try_state_graph(env) if graph is None else graph
     points: list[dict[str, Any]] = []
     for method in methods_to_run:
         generator = torch.Generator().manual_seed(config.seed)
-        visits = VisitWindow(graph, window)
+        visits = VisitWindow(graph, window) if graph is not None else BestObjects(env, top_k)
         if method == "gfn":
             trainer = Trainer(config, progress=False)
-            trainer_graph = trainer.graph if trainer.graph is not None else StateGraph(trainer.env)
+            trainer_graph = trainer.graph if trainer.graph is not None or graph is None else StateGraph(trainer.env)
 
             def step() -> tuple[torch.Tensor, int]:
+                # charged what the environment scored: fresh samples, local search's and mutation
+                # chains' candidates, not replayed objects
+                before = trainer.env.reward_calls
                 trainer.train_step()
                 trainer.step += 1
-                batch = trainer.last_batch
-                return batch.terminal_states, len(batch)
+                return trainer.last_batch.terminal_states, trainer.env.reward_calls - before
 
             def learned() -> torch.Tensor | None:
-                return trainer_graph.terminal_distribution(trainer.eval_policy)
+                return None if trainer_graph is None else trainer_graph.terminal_distribution(trainer.eval_policy)
         else:
             sampler = make_baseline(method, env, **baseline_options(method, config, n_chains))
 
@@ -131,7 +174,7 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
                 return objects, sampler.reward_calls - before
 
             def learned() -> torch.Tensor | None:
-                return sampler.learned_distribution(graph)
+                return None if graph is None else sampler.learned_distribution(graph)
         calls, next_point, started, measuring = 0, every, time.perf_counter(), 0.0
         while calls < budget:
             objects, cost = step()
@@ -141,8 +184,10 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
                 measured_at = time.perf_counter()
                 seconds = measured_at - started - measuring  # the method's own time, not the measurements'
                 top_reward, top_diversity = visits.top_k(top_k, env)
-                point = {"method": method, "reward_calls": calls, "l1_visited": visits.l1(),
-                         "modes_found": visits.modes_found, "n_modes": graph.n_modes,
+                point = {"method": method, "reward_calls": calls,
+                         **({"l1_visited": visits.l1()} if graph is not None else {}),
+                         **({"modes_found": visits.modes_found, "n_modes": visits.n_modes}
+                            if visits.n_modes is not None else {}),
                          f"top{top_k}_reward": top_reward, f"top{top_k}_diversity": top_diversity,
                          "seconds": seconds}
                 distribution = learned()
@@ -151,7 +196,7 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
                 points.append(point)
                 next_point += every
                 measuring += time.perf_counter() - measured_at
-        if final is not None:
+        if final is not None and graph is not None:
             final[method] = {"visited": visits.distribution(), "learned": learned()}
     return points
 
@@ -166,62 +211,77 @@ def write_comparison(config: RunConfig, methods_to_run: list[str], budget: int, 
                      n_chains: int, out: Path, top_k: int = 100) -> str:
     """`compare`, then write out/comparison.json (every point), comparison.csv and .md (each
     method's last point) and plots against reward calls (plots/l1.png, modes.png, top_k.png)
-    and of the final distributions (plots/distributions.png: heatmaps side by side on a 2-D
-    grid, otherwise each method's probabilities against the objects ranked by target); returns
-    the Markdown table."""
-    from gflownets.figures import plot_curves, plot_grid_panels, skipped_plots
+    and, on an enumerable environment, of the final distributions (plots/distributions.png:
+    heatmaps side by side on a 2-D grid, otherwise each method's probabilities against the
+    objects ranked by target); returns the Markdown table."""
+    from gflownets.figures import plot_curves, skipped_plots
     from gflownets.training.io import atomic_write_json, atomic_write_text
 
     env = config.build_env()
-    graph = StateGraph(env)
+    graph = try_state_graph(env)
     final: dict[str, dict[str, torch.Tensor]] = {}
     points = compare(config, methods_to_run, budget, every, window, n_chains, graph, top_k, final)
     last = [[p for p in points if p["method"] == m][-1] for m in methods_to_run]
     # where a perfect sampler of trajectories in proportion to R (maximum-entropy RL's optimum) would be
-    trajectory_level_l1 = distribution_metrics(graph.trajectory_level_distribution(), graph.target)["l1"]
+    trajectory_level_l1 = (None if graph is None else
+                           distribution_metrics(graph.trajectory_level_distribution(), graph.target)["l1"])
     (out / "plots").mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "comparison.json", {"env": config.env, "env_args": config.env_args, "budget": budget,
                                                 "window": window, "chains": n_chains, "top_k": top_k,
+                                                "enumerable": graph is not None,
                                                 "l1_trajectory_level_optimum": trajectory_level_l1, "points": points})
 
     def cell(value: Any) -> str:
         return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    columns = table_columns(top_k)
+    columns = [c for c in table_columns(top_k) if any(c in row for row in last)]
     atomic_write_text(out / "comparison.csv", "\n".join(",".join(cell(row.get(c)) for c in columns)
                                                           for row in [dict(zip(columns, columns)), *last]) + "\n")
     markdown = "\n".join(["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns),
                           *("| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in last)])
-    markdown += (f"\n\nA perfect sampler of trajectories in proportion to R (maximum-entropy RL's optimum) would "
-                 f"stand at L1 {trajectory_level_l1:.4g}: it counts each object once per construction path.")
+    if trajectory_level_l1 is not None:
+        markdown += (f"\n\nA perfect sampler of trajectories in proportion to R (maximum-entropy RL's optimum) "
+                     f"would stand at L1 {trajectory_level_l1:.4g}: it counts each object once per construction "
+                     "path.")
     atomic_write_text(out / "comparison.md", markdown + "\n")
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"l1": {}, "modes": {}, "top_k": {}}
     for method in methods_to_run:
         rows = [p for p in points if p["method"] == method]
         calls = np.array([p["reward_calls"] for p in rows])
-        curves["l1"][f"{method}: last visited"] = (calls, np.array([p["l1_visited"] for p in rows]))
-        if "l1_learned" in rows[-1]:
-            curves["l1"][f"{method}: learned (exact)"] = (calls, np.array([p["l1_learned"] for p in rows]))
-        curves["modes"][method] = (calls, np.array([p["modes_found"] for p in rows]))
-        curves["top_k"][method] = (calls, np.array([p[f"top{top_k}_reward"] for p in rows]))
+        for key, name, label in (("l1_visited", "l1", f"{method}: last visited"),
+                                 ("l1_learned", "l1", f"{method}: learned (exact)"),
+                                 ("modes_found", "modes", method), (f"top{top_k}_reward", "top_k", method)):
+            if key in rows[-1]:
+                curves[name][label] = (calls, np.array([p[key] for p in rows]))
+    n_modes = last[0].get("n_modes")
     for name, ylabel, title in (("l1", "L1 to the exact target", "L1 against reward calls"),
-                                ("modes", "modes found", f"modes found (of {graph.n_modes})"),
+                                ("modes", "modes found", f"modes found (of {n_modes})"),
                                 ("top_k", f"mean reward of the top {top_k}", f"top-{top_k} reward found")):
-        with skipped_plots():
-            plot_curves(curves[name], out / "plots" / f"{name}.png", "reward calls", ylabel, f"{config.env}: {title}")
+        if curves[name]:
+            with skipped_plots():
+                plot_curves(curves[name], out / "plots" / f"{name}.png", "reward calls", ylabel,
+                            f"{config.env}: {title}")
+    if graph is not None:
+        plot_final_distributions(env, graph, final, out / "plots" / "distributions.png")
+    return markdown
+
+
+def plot_final_distributions(env: DiscreteEnv, graph: StateGraph, final: dict[str, dict[str, torch.Tensor]],
+                             out: Path) -> None:
+    """The target next to each method's last visited (and learned) distribution: heatmaps on a
+    2-D grid, otherwise probabilities against the objects ranked by target probability."""
+    from gflownets.figures import plot_curves, plot_grid_panels, skipped_plots
+
     panels = [("target R(x)/Z", graph.target.cpu().numpy())]
-    for method in methods_to_run:
-        panels.append((f"{method}: last visited", final[method]["visited"].numpy()))
-        if final[method]["learned"] is not None:
-            panels.append((f"{method}: learned", final[method]["learned"].cpu().numpy()))
+    for method, distributions in final.items():
+        panels.append((f"{method}: last visited", distributions["visited"].numpy()))
+        if distributions["learned"] is not None:
+            panels.append((f"{method}: learned", distributions["learned"].cpu().numpy()))
     with skipped_plots():
         if env.name == "hypergrid" and graph.terminal_states.shape[1] == 2:
-            plot_grid_panels(graph.terminal_states.cpu().numpy(), panels, out / "plots" / "distributions.png",
-                             height=env.config.height)
+            plot_grid_panels(graph.terminal_states.cpu().numpy(), panels, out, height=env.config.height)
         else:
             order = np.argsort(-panels[0][1], kind="stable")
             ranks = np.arange(1, len(order) + 1)
-            plot_curves({title: (ranks, values[order]) for title, values in panels},
-                        out / "plots" / "distributions.png", "objects ranked by target probability", "probability",
-                        f"{config.env}: final distributions")
-    return markdown
+            plot_curves({title: (ranks, values[order]) for title, values in panels}, out,
+                        "objects ranked by target probability", "probability", f"{env.name}: final distributions")

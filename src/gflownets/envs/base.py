@@ -133,6 +133,10 @@ class DiscreteEnv(abc.ABC):
     #: (None: no check); a property where it depends on the config
     value_range: ClassVar[tuple[int, int] | None] = None
 
+    #: objects scored by `log_reward` so far, on this instance (the reward calls a method is
+    #: charged for when methods are compared at equal cost)
+    reward_calls: int = 0
+
     def __init__(self, config: EnvConfig | None = None, *, reward_fn: RewardFn | None = None,
                  log_reward_fn: RewardFn | None = None, reward_floor: float = 0.0, **options: Any):
         """`config`: an instance of the class's `Config`; or none, and its fields as keyword
@@ -312,6 +316,7 @@ class DiscreteEnv(abc.ABC):
         """Validated log-reward (float64, so exact metrics stay exact) of terminal states;
         raises RewardError naming the bad objects. `default`: `default_log_reward(states)`,
         where it has been computed already (a compiled rollout does, in its graph)."""
+        self.reward_calls += states.shape[0]
         if self.log_reward_fn is not None:
             log_r = self._call_user(self.log_reward_fn, states, "log-reward")
             self._check_values(states, log_r, log_r.isnan() | (log_r == float("inf")), "log-reward")

@@ -292,6 +292,11 @@ class ConditionalEnv(DiscreteEnv):
         return self.base.objective_values(self.base_states(states))
 
     @property
+    def reward_calls(self) -> int:
+        """The base environment's: every reward is computed there."""
+        return self.base.reward_calls
+
+    @property
     def log_z_code_width(self) -> int:
         return self.condition.log_z_code_width
 
