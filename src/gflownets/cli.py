@@ -391,15 +391,9 @@ def compare_command(env_name: str, env_options: tuple[str, ...], methods: str, b
     reward and diversity, against reward calls (enumerable environments)."""
     from gflownets.comparison import write_comparison
 
-    options = {}
-    for item in env_options:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
-        options[key.strip().replace("-", "_")] = value.strip()
     config = RunConfig.resolve(env_name, options={"objective": objective, "batch_size": batch_size, "hidden": hidden,
                                                   "seed": seed, "eval_every": 0, "iters": 10**9},
-                               env_options=options)
+                               env_options=_key_values(env_options, "--set"))
     config.validate()
     summary = write_comparison(config, [m.strip() for m in methods.split(",") if m.strip()], budget,
                                every or max(1, budget // 20), window, chains, Path(out), top_k)
@@ -438,9 +432,11 @@ def _key_values(items: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--mode-threshold", type=float, default=None,
               help="a mode is a labelled object of oracle score >= this [default: the environment's own modes]")
 @click.option("--gfn", "gfn_options", multiple=True, metavar="KEY=VALUE",
-              help="a training option of the GFlowNet proposer (repeatable): --gfn objective=vargrad --gfn lr=0.01")
+              help="a training option of the GFlowNet proposer (repeatable; its objective is vargrad unless "
+                   "--gfn objective=tb ...): --gfn lr=0.01 --gfn exploration=0.1")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--out", "out", required=True, help="folder for active.json, active.csv, active.md and plots/")
+@click.option("--out", "out", required=True,
+              help="folder for active.json, active.csv, active.md, labelled.csv and plots/top_k.png")
 @click.option("--quiet", is_flag=True, help="no line per round on stderr")
 def active_command(env_name: str, env_options: tuple[str, ...], proposers: str, rounds: int, batch: int, initial: int,
                    iters: int, samples: int, kappa: float, beta: float, top_k: int, mode_threshold: float | None,
