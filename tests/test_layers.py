@@ -18,7 +18,9 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 #: layer -> the parts of the package it may import (itself included)
 ALLOWED = {
     "gflownets.envs": ("gflownets.envs", "gflownets.errors", "gflownets.measures", "gflownets.figures",
-                       "gflownets.textfiles"),
+                       "gflownets.textfiles", "gflownets.chemistry"),
+    # molecules: RDKit scoring and metrics, below the environments that build molecules
+    "gflownets.chemistry": ("gflownets.chemistry", "gflownets.errors"),
     "gflownets.measures": ("gflownets.measures", "gflownets.errors"),
     "gflownets.figures": ("gflownets.errors",),
     "gflownets.textfiles": ("gflownets.errors",),
@@ -37,6 +39,7 @@ def module_of(path: Path) -> str:
 def layer_files() -> list[Path]:
     files = sorted((SRC / "gflownets" / "envs").rglob("*.py")) + sorted((SRC / "gflownets" / "measures").rglob("*.py"))
     files += sorted((SRC / "gflownets" / "datasets").rglob("*.py"))
+    files += sorted((SRC / "gflownets" / "chemistry").rglob("*.py"))
     return files + [SRC / "gflownets" / "figures.py", SRC / "gflownets" / "textfiles.py"]
 
 
