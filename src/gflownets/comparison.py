@@ -214,7 +214,6 @@ def write_comparison(config: RunConfig, methods_to_run: list[str], budget: int, 
     and, on an enumerable environment, of the final distributions (plots/distributions.png:
     heatmaps side by side on a 2-D grid, otherwise each method's probabilities against the
     objects ranked by target); returns the Markdown table."""
-    from gflownets.figures import plot_curves, skipped_plots
     from gflownets.training.io import atomic_write_json, atomic_write_text
 
     env = config.build_env()
@@ -244,7 +243,24 @@ def write_comparison(config: RunConfig, methods_to_run: list[str], budget: int, 
                      f"would stand at L1 {trajectory_level_l1:.4g}: it counts each object once per construction "
                      "path.")
     atomic_write_text(out / "comparison.md", markdown + "\n")
+    plot_comparison_curves(points, methods_to_run, top_k, out / "plots", config.env)
+    if graph is not None:
+        np.savez_compressed(out / "distributions.npz", target=graph.target.cpu().numpy(),
+                            **{f"{m} {kind}": d[kind].cpu().numpy() for m, d in final.items()
+                               for kind in ("visited", "learned") if d[kind] is not None})
+        plot_final_distributions(env, graph, final, out / "plots" / "distributions.png")
+    return markdown
+
+
+def plot_comparison_curves(points: list[dict[str, Any]], methods_to_run: list[str], top_k: int, folder: Path,
+                           env_name: str) -> None:
+    """l1.png, modes.png and top_k.png against reward calls, from `compare`'s points (also
+    those saved in comparison.json), one colour per method, learned distributions dashed."""
+    from gflownets.figures import plot_curves, skipped_plots
+
+    last = [[p for p in points if p["method"] == m][-1] for m in methods_to_run]
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"l1": {}, "modes": {}, "top_k": {}}
+    colors, dashed = method_colors(methods_to_run), []
     for method in methods_to_run:
         rows = [p for p in points if p["method"] == method]
         calls = np.array([p["reward_calls"] for p in rows])
@@ -253,35 +269,47 @@ def write_comparison(config: RunConfig, methods_to_run: list[str], budget: int, 
                                  ("modes_found", "modes", method), (f"top{top_k}_reward", "top_k", method)):
             if key in rows[-1]:
                 curves[name][label] = (calls, np.array([p[key] for p in rows]))
+                colors[label] = colors[method]
+        dashed.append(f"{method}: learned (exact)")
     n_modes = last[0].get("n_modes")
     for name, ylabel, title in (("l1", "L1 to the exact target", "L1 against reward calls"),
                                 ("modes", "modes found", f"modes found (of {n_modes})"),
                                 ("top_k", f"mean reward of the top {top_k}", f"top-{top_k} reward found")):
         if curves[name]:
             with skipped_plots():
-                plot_curves(curves[name], out / "plots" / f"{name}.png", "reward calls", ylabel,
-                            f"{config.env}: {title}")
-    if graph is not None:
-        plot_final_distributions(env, graph, final, out / "plots" / "distributions.png")
-    return markdown
+                plot_curves(curves[name], folder / f"{name}.png", "reward calls", ylabel,
+                            f"{env_name}: {title}", colors=colors, dashed=tuple(dashed))
+
+
+def method_colors(methods_to_run: list[str]) -> dict[str, str]:
+    """One colour per method, the same in every plot of a comparison."""
+    return {method: f"C{i % 10}" for i, method in enumerate(methods_to_run)}
 
 
 def plot_final_distributions(env: DiscreteEnv, graph: StateGraph, final: dict[str, dict[str, torch.Tensor]],
                              out: Path) -> None:
     """The target next to each method's last visited (and learned) distribution: heatmaps on a
-    2-D grid, otherwise probabilities against the objects ranked by target probability."""
+    2-D grid; otherwise the cumulative probability of the objects ranked by target probability
+    (a sampler of the target follows the target's curve; one that collapses jumps to 1 at the
+    objects it keeps), on a log scale of ranks."""
     from gflownets.figures import plot_curves, plot_grid_panels, skipped_plots
 
     panels = [("target R(x)/Z", graph.target.cpu().numpy())]
+    colors = {"target R(x)/Z": "black", **method_colors(list(final))}
+    dashed = []
     for method, distributions in final.items():
         panels.append((f"{method}: last visited", distributions["visited"].numpy()))
+        colors[f"{method}: last visited"] = colors[method]
         if distributions["learned"] is not None:
             panels.append((f"{method}: learned", distributions["learned"].cpu().numpy()))
+            colors[f"{method}: learned"] = colors[method]
+            dashed.append(f"{method}: learned")
     with skipped_plots():
         if env.name == "hypergrid" and graph.terminal_states.shape[1] == 2:
             plot_grid_panels(graph.terminal_states.cpu().numpy(), panels, out, height=env.config.height)
         else:
             order = np.argsort(-panels[0][1], kind="stable")
             ranks = np.arange(1, len(order) + 1)
-            plot_curves({title: (ranks, values[order]) for title, values in panels}, out,
-                        "objects ranked by target probability", "probability", f"{env.name}: final distributions")
+            plot_curves({title: (ranks, np.cumsum(values[order])) for title, values in panels}, out,
+                        "objects ranked by target probability", "cumulative probability",
+                        f"{env.name}: final distributions", xscale="log", colors=colors, dashed=tuple(dashed))

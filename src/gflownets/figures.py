@@ -120,15 +120,22 @@ def plot_point_panels(panels: list[tuple[str, np.ndarray]], out: Path, limits: t
 
 
 def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path, xlabel: str, ylabel: str,
-                title: str = "") -> Path:
-    """Line plots of named (x, y) series on one axis, with a legend."""
+                title: str = "", xscale: str = "linear", colors: dict[str, str] | None = None,
+                dashed: tuple[str, ...] = ()) -> Path:
+    """Line plots of named (x, y) series on one axis, with a legend (outside the axes when there
+    are many); `colors` by label (e.g. one per method), `dashed` the labels drawn dashed."""
     for x, _ in curves.values():
         check_points(out, len(x))
-    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    many = len(curves) > 6
+    fig, ax = plt.subplots(figsize=(7.4, 4.0) if many else (5.0, 3.6))
     for label, (x, y) in curves.items():
-        ax.plot(_array(x), _array(y), label=label)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.legend()
+        ax.plot(_array(x), _array(y), label=label, color=(colors or {}).get(label),
+                linestyle="--" if label in dashed else "-")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale=xscale)
+    if many:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
