@@ -1,5 +1,6 @@
 """Environments: batched state tensors, masks, transitions and rewards (one class each)."""
 
+from gflownets.envs.atoms import Atoms
 from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.envs.bits import Bits, BitsConfig
 from gflownets.envs.bitseq import BitSeq, BitSeqConfig
@@ -13,7 +14,8 @@ from gflownets.envs.sets import Sets, SetsConfig
 
 #: name -> class; the CLI builds `gflownets train NAME` from this table.
 ENVIRONMENTS: dict[str, type[DiscreteEnv]] = {
-    cls.name: cls for cls in (Hypergrid, Sets, BitSeq, Sequence, Ehrlich, DAG, Bits, BraninCurrin, FragmentChains)}
+    cls.name: cls for cls in (Hypergrid, Sets, BitSeq, Sequence, Ehrlich, DAG, Bits, BraninCurrin, FragmentChains,
+                              Atoms)}
 
 __all__ = ["DAG", "DAGConfig", "DiscreteEnv", "EnvConfig", "Hypergrid", "HypergridConfig", "Sets",
            "SetsConfig", "SequenceEnv", "Sequence", "SequenceConfig", "BitSeq", "BitSeqConfig",

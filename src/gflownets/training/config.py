@@ -29,9 +29,10 @@ from gflownets.sources.replay import KEEP
 from gflownets.textfiles import read_text
 
 #: choices of the fields that have a fixed set of values (the CLI offers the same lists)
-CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular"], "backward_policy": ["learned", "uniform"],
-           "replay_keep": list(KEEP), "on_nonfinite": ["stop", "skip"], "condition": ["none", "beta", "preference"],
-           "beta_distribution": ["uniform", "loguniform", "gamma"], "scalarisation": list(SCALARISATIONS)}
+CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular", "graph"],
+           "backward_policy": ["learned", "uniform"], "replay_keep": list(KEEP), "on_nonfinite": ["stop", "skip"],
+           "condition": ["none", "beta", "preference"], "beta_distribution": ["uniform", "loguniform", "gamma"],
+           "scalarisation": list(SCALARISATIONS)}
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -91,9 +92,10 @@ class RunConfig:
     batch_size: int = _field(16, "trajectories per iteration")
     lr: float = _field(1e-3, "Adam learning rate of the network")
     lr_logz: float = _field(0.1, "Adam learning rate of log Z")
-    hidden: int = _field(256, "hidden width of the MLP")
-    layers: int = _field(2, "hidden layers of the MLP")
-    policy: str = _field("mlp", "mlp | tabular (tabular needs an enumerable environment)")
+    hidden: int = _field(256, "hidden width of the MLP (of the graph policy's node codes)")
+    layers: int = _field(2, "hidden layers of the MLP (message-passing rounds of the graph policy)")
+    policy: str = _field("mlp", "mlp | tabular (tabular needs an enumerable environment) | graph (message "
+                                "passing; needs a graph environment such as atoms)")
     backward_policy: str = _field("learned", "learned | uniform")
     exploration: float = _field(0.0, "gamma (= epsilon of epsilon-uniform exploration): weight of "
                                      "the uniform distribution over allowed actions mixed into "
@@ -269,6 +271,9 @@ class RunConfig:
             if key not in names:
                 raise ConfigError(f"unknown {self.env} option {key!r}; known: {sorted(names)}")
         self.env_config().validate()
+        if self.policy == "graph" and not callable(getattr(env_cls, "graph_layout", None)):
+            raise ConfigError(f"policy graph needs an environment whose states are graphs (graph_layout(), as "
+                              f"atoms has); {self.env} has none: use policy mlp")
 
     def _validate_training(self) -> None:
         for key, allowed in {**CHOICES, "objective": sorted(OBJECTIVES)}.items():  # objectives: as registered now

@@ -1,0 +1,606 @@
+"""Atoms: molecules built one heavy atom or one bond at a time, every state a valid molecule.
+
+A state is a molecular graph of at most `max_atoms` heavy atoms of the `elements` (default
+C, N, O, F, S, Cl), with Kekulé bond orders 1..`max_bond` and implicit hydrogens filling the
+rest of each atom's valence (C 4, N 3, O 2, F 1, S 2, Cl 1; also P 3, Br 1, I 1 when listed).
+No charges, no radicals, no aromatic flags: whatever stays within the valences is a molecule
+RDKit sanitises, so the masks alone keep every state (not only the finished ones) valid.
+
+State: one flat long tensor of `max_atoms + max_atoms (max_atoms - 1) / 2` entries: the element
+index of each atom slot (-1 where empty), then the bond order (0..max_bond) of every pair
+i < j in the row-major order of `torch.triu_indices(N, N, 1)`. Whole batches are masked and
+stepped with tensor operations; RDKit only sees finished molecules, on the reward path.
+
+s0 is a single atom of the `start` element (default C), or, with `start any`, the empty graph,
+whose first action places an atom of any element (then molecules without carbon are reachable).
+
+Forward actions (N = max_atoms, T = number of elements, P = N (N - 1) / 2), in this order:
+- `add(i, t)` = i * T + t: a new atom of element t in the first empty slot n, bonded to atom i
+  by a single bond; needs n < N and a free valence on i;
+- `bond(p)` = N T + p: raise the order of pair p = (i, j) by one (0 -> 1 makes a new bond,
+  closing a ring); needs both atoms present with a free valence and an order below max_bond;
+- `first(t)` = N T + P + t (only with `start any`): place atom 0 of element t in the empty graph;
+- exit (last): allowed once the molecule has `min_atoms` atoms, or earlier where nothing else
+  is (a molecule that cannot grow, e.g. O=C=O with min_atoms 4); never in the empty graph.
+Rings of every size >= 3 are allowed (RDKit accepts cyclopropane as it accepts cyclopropyne;
+the score judges them); a "ring" of two atoms is a multiple bond, one pair entry.
+
+Invariant of every reachable state: atom slots fill in order (atom k exists iff k < n), and
+every atom k >= 1 is bonded to an atom of a smaller index (its attachment, whose bond can only
+be raised). So the molecule is connected, and the invariant is checkable locally, without a
+graph search. Conversely, each graph with the invariant within the valences is reachable
+(add its atoms in index order, each on an earlier neighbour, then raise the remaining bonds).
+
+Backward action a undoes forward action a, and the backward mask allows exactly the undoings
+whose parent satisfies the invariant, so `backward_step(step(s, a), a) == s` and every parent
+is enumerated once per edge:
+- undo `add(i, t)`: the last atom n - 1 >= 1 is of element t and its only bond is a single bond
+  to i (the forward action is then determined); the parent lacks that atom;
+- undo `bond(i, j)`: the order is >= 2, or it is 1 and j (the larger index) has another
+  neighbour of smaller index, so removing the bond keeps the invariant. The one single bond it
+  excludes, that of a last atom's only neighbour, is exactly the undo of `add`: the two
+  backward moves never reach one parent twice;
+- undo `first(t)`: the molecule is one atom of element t.
+Only s0 has no parent: a state of n >= 2 atoms has a last atom, which is either a single-bonded
+leaf (undo add), or has a multiple bond, or two bonds to earlier atoms (undo bond).
+
+The reward is the molecule's score (`score`, a spec of `gflownets.chemistry.rewards`, QED by
+default) tempered as in `fragment-chains`: R = score^beta or exp(beta * score). RDKit builds
+each distinct state's molecule once and each distinct canonical SMILES is scored once (bounded
+in-memory caches). Exact evaluation enumerates up to 500,000 states (elements C,O: 57 states
+with 3 atoms, 722 with 4, 302,200 with 6) and refuses larger spaces from their edge counts,
+before building them (the default space, in ~3 s).
+
+Note on the target: states are *labelled* graphs (atom slots are numbered in construction
+order), so one molecule is several finished states; a GFlowNet samples each state in proportion
+to R, and so a molecule in proportion to R times its number of labelled forms. `exact_metrics`
+reports the distance over molecules (`l1_molecules`) next to the one over states.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from gflownets.chemistry.metrics import draw_top_molecules, molecule_metrics
+from gflownets.chemistry.molecules import parse_smiles, rdkit_quiet
+from gflownets.chemistry.rewards import TRANSFORMS, log_rewards_of_scores, parse_reward
+from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.envs.limits import require_at_most
+from gflownets.errors import ConfigError, DataError, TooManyStates
+
+#: element -> valence (bonds it makes with no charge; implicit hydrogens fill the rest)
+VALENCES = {"C": 4, "N": 3, "O": 2, "F": 1, "S": 2, "Cl": 1, "P": 3, "Br": 1, "I": 1}
+#: the `start` value for an empty s0 whose first action places an atom of any element
+ANY = "any"
+#: the most atoms: the state holds N (N - 1) / 2 bond orders and the graph policy a dense N x N
+#: adjacency per bond order, both quadratic in N
+MAX_ATOMS = 40
+#: distinct molecules whose SMILES and scores are kept in memory (RDKit's construction, and
+#: above all QED, cost far more than a dictionary lookup)
+CACHE_SIZE = 200_000
+#: rows stepped at once while enumerating the states (bounds the memory of one level's children)
+ENUMERATION_CHUNK = 65_536
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def parse_elements(text: str) -> list[str]:
+    """Element symbols of a comma-separated list ("C,N,O,cl" -> ["C", "N", "O", "Cl"]), each
+    known (`VALENCES`) and listed once; a ConfigError naming the option otherwise."""
+    by_lower = {symbol.lower(): symbol for symbol in VALENCES}
+    symbols = [part.strip() for part in str(text).split(",")]
+    if not symbols or any(not s for s in symbols):
+        raise ConfigError(f"elements must be a comma-separated list of element symbols, e.g. C,N,O; got {text!r}")
+    out = []
+    for symbol in symbols:
+        if symbol.lower() not in by_lower:
+            raise ConfigError(f"elements: unknown element {symbol!r}; known: {', '.join(VALENCES)}")
+        out.append(by_lower[symbol.lower()])
+    if len(set(out)) != len(out):
+        raise ConfigError(f"elements: {text!r} lists an element twice")
+    return out
+
+
+@dataclasses.dataclass
+class AtomsConfig(EnvConfig):
+    elements: str = _field("C,N,O,F,S,Cl", "comma-separated heavy atoms to build with (known: "
+                                           f"{', '.join(VALENCES)})")
+    max_atoms: int = _field(9, "most heavy atoms of a molecule")
+    min_atoms: int = _field(1, "fewest heavy atoms before exit is allowed (a molecule that cannot grow "
+                               "may exit earlier)")
+    start: str = _field("C", "element of the single atom of s0, or 'any': s0 is empty and the first "
+                             "action places an atom of any element")
+    max_bond: int = _field(3, "highest bond order: 1 single bonds only, 2 up to double, 3 up to triple")
+    score: str = _field("qed", "molecular score, a product of: qed, sa, logp(lo,hi), mw(lo,hi), tpsa(lo,hi), "
+                               "tanimoto(SMILES), module:function; joined by '*' or ','")
+    beta: float = _field(16.0, "reward temperature: R = score^beta (or exp(beta * score))")
+    transform: str = _field("power", "power: R = score^beta | exp: R = exp(beta * score)")
+    floor: float = _field(1e-40, "reward floor (> 0): a score of 0 gets this reward")
+    mode_threshold: float = _field(0.55, "score above which sampled molecules count towards the modes metric "
+                                         "(pairwise Tanimoto < 0.7); QED of molecules of <= 9 heavy atoms "
+                                         "rarely exceeds 0.6")
+
+    def element_list(self) -> list[str]:
+        return parse_elements(self.elements)
+
+    def validate(self) -> None:
+        elements = self.element_list()
+        if self.max_atoms < 1:
+            raise ConfigError(f"max_atoms must be >= 1, got {self.max_atoms}")
+        require_at_most("max_atoms", self.max_atoms, MAX_ATOMS,
+                        "states hold every pair's bond order, and the graph policy an N x N adjacency")
+        if not 1 <= self.min_atoms <= self.max_atoms:
+            raise ConfigError(f"min_atoms must be in [1, max_atoms={self.max_atoms}], got {self.min_atoms}")
+        if self.start != ANY and self.start not in elements:
+            raise ConfigError(f"start must be one of the elements ({', '.join(elements)}) or '{ANY}', "
+                              f"got {self.start!r}")
+        if not 1 <= self.max_bond <= 3:
+            raise ConfigError(f"max_bond must be 1, 2 or 3, got {self.max_bond}")
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
+        if not math.isfinite(self.beta):
+            raise ConfigError(f"beta must be finite, got {self.beta}")
+        if not 0 < self.floor < 1:
+            raise ConfigError(f"floor must be in (0, 1), got {self.floor}")
+        if not math.isfinite(self.mode_threshold):
+            raise ConfigError(f"mode_threshold must be finite, got {self.mode_threshold}")
+        parse_reward(self.score, self.beta, self.transform)  # an unknown score is a ConfigError here
+
+
+# ---------------------------------------------------------------------- the graph interface
+@dataclasses.dataclass(frozen=True)
+class GraphLayout:
+    """How a graph-valued environment lays out its actions, for a graph policy
+    (`gflownets.policies.graph.GraphPolicy`). Forward actions are, in this order:
+    a node block (`node_actions` per node slot: action i * node_actions + k), a pair block
+    (`pair_actions` per unordered pair p of `torch.triu_indices(max_nodes, max_nodes, 1)`:
+    offset + p * pair_actions + k), a block of `graph_actions` whole-graph actions, and exit.
+    Backward action a undoes forward action a, so the backward actions are the same blocks
+    without exit. The environment's `graph_inputs(states)` gives the network's input."""
+
+    max_nodes: int
+    #: width of each node's feature vector in `graph_inputs`
+    node_features: int
+    #: adjacency channels (edge types: here one per bond order)
+    edge_types: int
+    node_actions: int
+    pair_actions: int
+    graph_actions: int
+
+    @property
+    def n_pairs(self) -> int:
+        return self.max_nodes * (self.max_nodes - 1) // 2
+
+    @property
+    def n_actions(self) -> int:
+        """Forward actions, exit included."""
+        return (self.max_nodes * self.node_actions + self.n_pairs * self.pair_actions
+                + self.graph_actions + 1)
+
+
+class GraphInputs(NamedTuple):
+    """A batch of padded graphs: what a graph policy reads."""
+
+    #: (B, N, node_features) float features of the node slots (zeros where empty)
+    nodes: torch.Tensor
+    #: (B, N) bool: which slots hold a node
+    mask: torch.Tensor
+    #: (B, edge_types, N, N) float 0/1 symmetric adjacency per edge type
+    adjacency: torch.Tensor
+
+
+class _Graphs(NamedTuple):
+    """A batch of states read as graphs (`Atoms._graphs`)."""
+
+    nodes: torch.Tensor    # (B, N) element index, -1 where empty
+    bonds: torch.Tensor    # (B, P) bond orders
+    exists: torch.Tensor   # (B, N) bool
+    n: torch.Tensor        # (B,) atoms
+    adjacency: torch.Tensor  # (B, N, N) bond orders, symmetric
+    free: torch.Tensor     # (B, N) free valence (0 where empty)
+
+
+class _LRU:
+    """A bounded least-recently-used cache. Not a dict, so that `DiscreteEnv.to` (which rebuilds
+    dicts it finds on the environment) leaves it as it is."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.data: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self.data:
+            self.data.move_to_end(key)
+            return self.data[key]
+        return default
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.data
+
+    def put(self, key: Any, value: Any) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+
+class Atoms(DiscreteEnv):
+    """Molecules built atom by atom and bond by bond within valences; RDKit reward (QED by default)."""
+
+    name = "atoms"
+    Config = AtomsConfig
+    presets = {"tiny": dict(elements="C,O", max_atoms=4)}
+    #: exact evaluation builds every finished state's molecule with RDKit (~50 us each) and scores
+    #: each distinct molecule (QED: ~1 ms), so fewer states than elsewhere are enumerated
+    max_enumerable_states = 500_000
+
+    def __init__(self, config: AtomsConfig | None = None, *, reward_floor: float | None = None, **kwargs: Any):
+        """As `DiscreteEnv`'s, except that `reward_floor` defaults to the config's `floor`."""
+        super().__init__(config, reward_floor=0.0 if reward_floor is None else reward_floor, **kwargs)
+        if reward_floor is None:
+            self.reward_floor = float(self.config.floor)
+
+    def setup(self, config: AtomsConfig) -> None:
+        self.elements = config.element_list()
+        self.n_elements = T = len(self.elements)
+        self.max_atoms = N = config.max_atoms
+        self.max_bond = config.max_bond
+        self.min_atoms = config.min_atoms
+        self.start_element = None if config.start == ANY else self.elements.index(config.start)
+        #: (T,) valence of each element
+        self.valence = torch.tensor([VALENCES[e] for e in self.elements], dtype=torch.long)
+        self.max_valence = int(self.valence.max())
+        pairs = torch.triu_indices(N, N, 1)
+        #: (P,) the two atoms of each pair, i < j
+        self.pair_i, self.pair_j = pairs[0].clone(), pairs[1].clone()
+        self.n_pairs = P = N * (N - 1) // 2
+        #: (N, N) pair index of (i, j) and (j, i); -1 on the diagonal
+        self.pair_index = torch.full((N, N), -1, dtype=torch.long)
+        self.pair_index[self.pair_i, self.pair_j] = torch.arange(P)
+        self.pair_index[self.pair_j, self.pair_i] = torch.arange(P)
+        #: the pairs again as NumPy arrays, for RDKit's construction (on the CPU whatever the device)
+        self._pairs_numpy = (self.pair_i.numpy().copy(), self.pair_j.numpy().copy())
+        #: (N, N) True where k < j: [j, k] marks the earlier atoms of j
+        self._earlier = torch.ones(N, N, dtype=torch.bool).tril(-1)
+        self.bond_offset = N * T
+        self.first_offset = N * T + P
+        self.n_first = T if self.start_element is None else 0
+        self.n_actions = N * T + P + self.n_first + 1
+        self.state_shape = (N + P,)
+        # every non-exit action adds one to the total bond order, except placing the first atom
+        most_bonds = min(N * self.max_valence // 2, P * self.max_bond)
+        self.max_steps = most_bonds + (self.start_element is None) + 1
+        self.feature_dim = N * (T + 1) + P * (self.max_bond + 1)
+        self.molecular_reward = parse_reward(config.score, config.beta, config.transform)
+        self._smiles_cache = _LRU(CACHE_SIZE)   # state row bytes -> canonical SMILES (None: invalid)
+        self._score_cache = _LRU(CACHE_SIZE)    # canonical SMILES -> composite score
+
+    # ------------------------------------------------------------------ reading states
+    def _graphs(self, states: torch.Tensor) -> _Graphs:
+        N = self.max_atoms
+        nodes, bonds = states[:, :N], states[:, N:]
+        exists = nodes >= 0
+        adjacency = states.new_zeros(states.shape[0], N, N)
+        adjacency[:, self.pair_i, self.pair_j] = bonds
+        adjacency[:, self.pair_j, self.pair_i] = bonds
+        valence = self.valence[nodes.clamp(min=0)] * exists
+        return _Graphs(nodes, bonds, exists, exists.sum(dim=1), adjacency, valence - adjacency.sum(dim=2))
+
+    def adjacency(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, N, N) symmetric bond orders."""
+        return self._graphs(states).adjacency
+
+    def n_atoms(self, states: torch.Tensor) -> torch.Tensor:
+        return (states[:, :self.max_atoms] >= 0).sum(dim=1)
+
+    # ------------------------------------------------------------------ interface
+    @property
+    def initial_state(self) -> torch.Tensor:
+        state = torch.zeros(self.state_shape, dtype=torch.long, device=self.device)
+        state[:self.max_atoms] = -1
+        if self.start_element is not None:
+            state[0] = self.start_element
+        return state
+
+    def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
+        g = self._graphs(states)
+        B, T = states.shape[0], self.n_elements
+        room = g.n < self.max_atoms
+        add = ((g.free >= 1) & room[:, None])[:, :, None].expand(B, self.max_atoms, T)
+        bond = (g.free[:, self.pair_i] >= 1) & (g.free[:, self.pair_j] >= 1) & (g.bonds < self.max_bond)
+        parts = [add.reshape(B, self.max_atoms * T), bond]
+        if self.n_first:
+            parts.append((g.n == 0)[:, None].expand(B, T))
+        moves = torch.cat(parts, dim=1)
+        exit_ = (g.n >= 1) & ((g.n >= self.min_atoms) | ~moves.any(dim=1))
+        return torch.cat([moves, exit_[:, None]], dim=1)
+
+    def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
+        g = self._graphs(states)
+        B, T = states.shape[0], self.n_elements
+        rows = torch.arange(B, device=states.device)
+        last = (g.n - 1).clamp(min=0)
+        last_bonds = g.adjacency[rows, last]                          # (B, N) orders of the last atom's bonds
+        leaf = (g.n >= 2) & (last_bonds.sum(dim=1) == 1)              # one single bond, nothing else
+        element = torch.arange(T, device=states.device) == g.nodes[rows, last][:, None]  # (B, T)
+        undo_add = (leaf[:, None] & (last_bonds == 1))[:, :, None] & element[:, None, :]
+        earlier = ((g.adjacency > 0) & self._earlier).sum(dim=2)        # (B, N) neighbours of smaller index
+        undo_bond = (g.bonds >= 2) | ((g.bonds == 1) & (earlier[:, self.pair_j] >= 2))
+        parts = [undo_add.reshape(B, self.max_atoms * T), undo_bond]
+        if self.n_first:
+            first = torch.arange(T, device=states.device) == g.nodes[:, 0, None]
+            parts.append((g.n == 1)[:, None] & first)
+        return torch.cat(parts, dim=1)
+
+    def _decode(self, actions: torch.Tensor, slot: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What an action touches: (is a node placed/removed, the node slot, its element, is a
+        pair's order changed, the pair). `slot`: the slot an `add` fills or empties."""
+        T, P = self.n_elements, self.n_pairs
+        is_add = actions < self.bond_offset
+        is_bond = (actions >= self.bond_offset) & (actions < self.first_offset)
+        is_first = actions >= self.first_offset  # only ever drawn when start is 'any'
+        node_slot = torch.where(is_first, torch.zeros_like(slot), slot).clamp(0, self.max_atoms - 1)
+        element = torch.where(is_first, actions - self.first_offset, actions % T)
+        attach = (actions // T).clamp(max=self.max_atoms - 1)
+        pair = torch.where(is_add, self.pair_index[attach, node_slot], actions - self.bond_offset)
+        return is_add | is_first, node_slot, element, is_add | is_bond, pair.clamp(0, max(P - 1, 0))
+
+    def _apply(self, states: torch.Tensor, actions: torch.Tensor, forward: bool) -> torch.Tensor:
+        """One batched step without Python branches per row: a node entry set (or cleared) and
+        a pair's order raised (or lowered), each only on the rows whose action does so."""
+        N = self.max_atoms
+        n = self.n_atoms(states)
+        touches_node, slot, element, touches_pair, pair = self._decode(actions, n if forward else n - 1)
+        out = states.clone()
+        current = out.gather(1, slot[:, None]).squeeze(1)
+        value = torch.where(touches_node, element if forward else torch.full_like(element, -1), current)
+        out.scatter_(1, slot[:, None], value[:, None])
+        if self.n_pairs:
+            delta = touches_pair.long() if forward else -touches_pair.long()
+            out[:, N:] = out[:, N:].scatter_add(1, pair[:, None], delta[:, None])
+        return out
+
+    def _step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self._apply(states, actions, forward=True)
+
+    def _backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self._apply(states, actions, forward=False)
+
+    def features(self, states: torch.Tensor) -> torch.Tensor:
+        """The MLP's input: one-hot element (or empty) of each slot, one-hot order of each pair."""
+        N = self.max_atoms
+        nodes = F.one_hot(states[:, :N] + 1, self.n_elements + 1).flatten(1)
+        bonds = F.one_hot(states[:, N:], self.max_bond + 1).flatten(1)
+        return torch.cat([nodes, bonds], dim=1).float()
+
+    # ------------------------------------------------------------------ graph policy
+    def graph_layout(self) -> GraphLayout:
+        """Node actions: add an atom of each element on node i; pair actions: raise the bond;
+        graph actions: place the first atom (start 'any')."""
+        return GraphLayout(max_nodes=self.max_atoms, node_features=self.n_elements + self.max_valence + 3,
+                           edge_types=self.max_bond, node_actions=self.n_elements, pair_actions=1,
+                           graph_actions=self.n_first)
+
+    def graph_inputs(self, states: torch.Tensor) -> GraphInputs:
+        """Node features: element one-hot, free valence one-hot (0..max valence), a flag on the
+        last atom (the only one an undo of `add` removes) and the slot's position (k + 1) / N
+        (which neighbours are earlier decides the backward moves); adjacency per bond order."""
+        g = self._graphs(states)
+        N = self.max_atoms
+        mask = g.exists
+        element = F.one_hot(g.nodes.clamp(min=0), self.n_elements) * mask[:, :, None]
+        free = F.one_hot(g.free.clamp(0, self.max_valence), self.max_valence + 1) * mask[:, :, None]
+        slots = torch.arange(N, device=states.device)
+        last = (slots == (g.n - 1)[:, None]) & mask
+        position = ((slots + 1).float() / N).expand(states.shape[0], N) * mask
+        nodes = torch.cat([element.float(), free.float(), last[:, :, None].float(), position[:, :, None]], dim=2)
+        orders = torch.arange(1, self.max_bond + 1, device=states.device)
+        adjacency = (g.adjacency[:, None] == orders[None, :, None, None]).float()
+        return GraphInputs(nodes, mask, adjacency)
+
+    # ------------------------------------------------------------------ molecules and reward
+    def _molecule_smiles(self, row: np.ndarray) -> str | None:
+        """Canonical SMILES of one state row (None if RDKit refuses it, which the valence masks
+        rule out for every state of this environment)."""
+        from rdkit import Chem
+
+        N = self.max_atoms
+        nodes, bonds = row[:N], row[N:]
+        mol = Chem.RWMol()
+        for t in nodes[nodes >= 0]:
+            mol.AddAtom(Chem.Atom(self.elements[int(t)]))
+        if mol.GetNumAtoms() == 0:
+            return None
+        kinds = (None, Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)
+        pair_i, pair_j = self._pairs_numpy
+        for p in np.flatnonzero(bonds):
+            mol.AddBond(int(pair_i[p]), int(pair_j[p]), kinds[int(bonds[p])])
+        try:
+            Chem.SanitizeMol(mol)
+        except Exception:  # noqa: BLE001 - RDKit raises several kinds; an invalid molecule is None
+            return None
+        return Chem.MolToSmiles(mol)
+
+    def smiles(self, objects: torch.Tensor) -> list[str | None]:
+        """Canonical SMILES of each state (a molecule; None where RDKit refuses it). RDKit builds
+        each distinct row once (cached); this is the reward path, never the sampling loop."""
+        rows = np.ascontiguousarray(objects.cpu().numpy().astype(np.int64))
+        out: list[str | None] = []
+        with rdkit_quiet():
+            for row in rows:
+                key = row.tobytes()
+                if key in self._smiles_cache:
+                    out.append(self._smiles_cache.get(key))
+                else:
+                    smiles = self._molecule_smiles(row)
+                    self._smiles_cache.put(key, smiles)
+                    out.append(smiles)
+        return out
+
+    def _scores_of_smiles(self, smiles: list[str | None]) -> np.ndarray:
+        """Composite scores (NaN where the molecule is invalid: RDKit refused it, or cannot re-read
+        its SMILES), each distinct SMILES scored once and cached; the scores run in one call per
+        batch, on the molecules not seen before."""
+        new = sorted({s for s in smiles if s is not None and s not in self._score_cache})
+        fresh: dict[str, float] = {}  # this batch's scores, whatever the cache evicts meanwhile
+        if new:
+            mols = parse_smiles(new)
+            values = self.molecular_reward.score_molecules(mols)
+            for s, mol, value in zip(new, mols, values):
+                fresh[s] = float(value) if mol is not None else float("nan")
+                self._score_cache.put(s, fresh[s])
+        return np.array([np.nan if s is None else fresh[s] if s in fresh else self._score_cache.get(s)
+                         for s in smiles], dtype=np.float64)
+
+    def scores(self, objects: torch.Tensor, log_rewards: torch.Tensor | None = None) -> torch.Tensor:
+        """The molecular score (QED, ...) of each molecule, float64; 0 for an invalid one (as
+        `MolecularReward` scores an invalid SMILES). Read by the top-k score metrics."""
+        scores = np.nan_to_num(self._scores_of_smiles(self.smiles(objects)), nan=0.0)
+        return torch.from_numpy(scores).to(objects.device)
+
+    def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
+        scores = self._scores_of_smiles(self.smiles(states))
+        invalid = np.isnan(scores)
+        log_r = log_rewards_of_scores(np.where(invalid, 0.0, scores), self.config.beta, self.config.transform)
+        log_r[invalid] = -np.inf
+        return torch.from_numpy(log_r).to(states.device)
+
+    # ------------------------------------------------------------------ enumeration
+    def _enumerate(self) -> torch.Tensor:
+        """Level by level: every action adds one bond order (or places the first atom), so each
+        level is the distinct children of the previous one. Refused early, before a level is
+        built, when its edges alone prove it too large: a state of level k + 1 has at most k + 1
+        parents (one per bonded pair, the undone attachment included), so a level reached by
+        E edges holds at least E / (k + 1) states."""
+        limit = self.max_enumerable_states
+        # children stepped at once: about 16M state entries (128 MB) per chunk
+        chunk = max(1, 16_000_000 // (self.n_actions * self.state_shape[0]))
+        levels = [self.initial_states(1)]
+        total = 1
+        while True:
+            frontier, k = levels[-1], len(levels) - 1
+            edges = sum(int(self.forward_mask(frontier[i:i + chunk])[:, :-1].sum())
+                        for i in range(0, len(frontier), chunk))
+            if edges == 0:
+                break
+            if total + math.ceil(edges / min(k + 1, self.n_pairs + 1)) > limit:
+                raise TooManyStates(self._too_many())
+            found = []
+            for i in range(0, len(frontier), chunk):
+                part = frontier[i:i + chunk]
+                rows, actions = self.forward_mask(part)[:, :-1].nonzero(as_tuple=True)
+                found.append(torch.unique(self._step(part[rows], actions), dim=0))
+            level = torch.unique(torch.cat(found), dim=0)
+            total += len(level)
+            if total > limit:
+                raise TooManyStates(self._too_many())
+            levels.append(level)
+        return torch.cat(levels)
+
+    def _too_many(self) -> str:
+        return (f"{self.name}: more than {self.max_enumerable_states} states, too many to enumerate and score "
+                "exactly (lower max_atoms, or use fewer elements)")
+
+    # ------------------------------------------------------------------ objects (CSV)
+    @property
+    def object_columns(self) -> list[str]:
+        atoms = [f"atom{k}" for k in range(self.max_atoms)]
+        return atoms + [f"bond{i}_{j}" for i, j in zip(self.pair_i.tolist(), self.pair_j.tolist())]
+
+    def objects_from_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """States from CSV rows (atom elements as indices into `elements`, -1 for empty slots, then
+        bond orders); a DataError naming the row for anything that is not a state of this
+        environment: values out of range, gaps between atoms, a bond to an empty slot, a
+        valence exceeded, an atom not bonded to an earlier one, another first atom than `start`."""
+        rows = np.asarray(rows)
+        columns = self.object_columns
+        if rows.ndim != 2 or rows.shape[1] != len(columns):
+            got = rows.shape[-1] if rows.ndim else 0
+            raise DataError(f"atoms objects need {len(columns)} columns (atom0..atom{self.max_atoms - 1}, then "
+                            f"bond0_1, ...), got {got}")
+        N, T = self.max_atoms, self.n_elements
+        nodes, bonds = rows[:, :N], rows[:, N:]
+
+        def fail(mask: np.ndarray, why: str) -> None:
+            if mask.any():
+                r = int(np.argwhere(mask)[0][0])
+                raise DataError(f"row {r + 1}: {why(r) if callable(why) else why}")
+
+        bad = (nodes < -1) | (nodes >= T)
+        fail(bad.any(axis=1), lambda r: f"atom value {nodes[r][bad[r]][0]} is not an element index in [-1, {T - 1}] "
+                                        f"(elements {','.join(self.elements)})")
+        bad = (bonds < 0) | (bonds > self.max_bond)
+        fail(bad.any(axis=1), lambda r: f"bond order {bonds[r][bad[r]][0]} is outside [0, {self.max_bond}]")
+        exists = nodes >= 0
+        n = exists.sum(axis=1)
+        fail((exists != (np.arange(N) < n[:, None])).any(axis=1), "atoms must fill slots atom0, atom1, ... "
+                                                                   "without gaps (-1 only after the last atom)")
+        fail(n == 0, "the molecule has no atom")
+        if self.start_element is not None:
+            fail(nodes[:, 0] != self.start_element, f"atom0 must be the start element {self.config.start} "
+                                                    f"(index {self.start_element})")
+        states = torch.as_tensor(rows.astype(np.int64), device=self.device)
+        g = self._graphs(states)
+        dangling = ((g.adjacency > 0) & ~g.exists[:, None, :]).any(dim=(1, 2)).cpu().numpy()
+        fail(dangling, "a bond joins an empty atom slot")
+        over = (g.free < 0).cpu().numpy()
+        fail(over.any(axis=1), lambda r: f"atom{int(np.argmax(over[r]))} "
+                                         f"({self.elements[nodes[r, int(np.argmax(over[r]))]]}) exceeds its valence")
+        earlier = ((g.adjacency > 0) & self._earlier).sum(dim=2).cpu().numpy()
+        orphan = (earlier == 0) & exists & (np.arange(N) >= 1)
+        fail(orphan.any(axis=1), lambda r: f"atom{int(np.argmax(orphan[r]))} has no bond to an atom of smaller "
+                                           "index (atoms are numbered in construction order, each bonded to an "
+                                           "earlier one)")
+        return states
+
+    # ------------------------------------------------------------------ metrics and plots
+    def exact_metrics(self, graph: Any, learned: torch.Tensor) -> dict[str, float]:
+        """`l1_molecules`: the L1 distance between the learned and target distributions over
+        molecules (the labelled forms of one molecule pooled); `expected_score` under the learned
+        distribution and the target; `n_molecules`, the distinct molecules."""
+        smiles = [s or "" for s in self.smiles(graph.terminal_states)]
+        names, ids = np.unique(np.array(smiles, dtype=object), return_inverse=True)
+        ids = torch.as_tensor(ids, device=learned.device)
+        pooled = torch.zeros(len(names), dtype=torch.float64, device=learned.device)
+        pooled = pooled.index_add(0, ids, learned.double())
+        target = torch.zeros_like(pooled).index_add(0, ids, graph.target.double().to(learned.device))
+        scores = self.scores(graph.terminal_states).to(learned.device)
+        return {"l1_molecules": float((pooled - target).abs().sum()),
+                "expected_score": float((learned.double() * scores).sum()),
+                "expected_score_target": float((graph.target.double().to(learned.device) * scores).sum()),
+                "n_molecules": float(len(names))}
+
+    def sample_metrics(self, objects: torch.Tensor, log_rewards: torch.Tensor) -> dict[str, float]:
+        """Of the sampled molecules: `molecule_validity` (the fraction RDKit sanitises: 1 by
+        construction), `molecule_uniqueness` (distinct / valid), `top100_score` and
+        `top100_tanimoto_diversity` (of the 100 best distinct ones) and `molecule_modes`
+        (score >= mode_threshold, pairwise Tanimoto similarity < 0.7)."""
+        if len(objects) == 0:
+            return {}
+        smiles = self.smiles(objects)
+        scores = np.nan_to_num(self._scores_of_smiles(smiles), nan=0.0)
+        m = molecule_metrics([s or "" for s in smiles], scores, k=100, threshold=self.config.mode_threshold)
+        return {"molecule_validity": m["validity"], "molecule_uniqueness": m["uniqueness"],
+                "top100_score": m["top100_reward"], "top100_tanimoto_diversity": m["top100_diversity"],
+                "molecule_modes": m["modes"]}
+
+    def extra_plots(self, run: Any, folder: Path) -> list[Path]:
+        """plots/top_molecules.png: the 16 best distinct molecules among 1000 samples of the
+        learned sampler, captioned with their score."""
+        generator = torch.Generator(device=self.device).manual_seed(run.config.seed)
+        objects = run.sample_objects(1000, generator)
+        smiles = self.smiles(objects)
+        scores = np.nan_to_num(self._scores_of_smiles(smiles), nan=0.0)
+        return [draw_top_molecules([s or "" for s in smiles], scores, Path(folder) / "top_molecules.png",
+                                   label=self.molecular_reward.spec)]
