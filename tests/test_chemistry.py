@@ -16,7 +16,7 @@ from gflownets.chemistry.fragments import (FRAGMENTS, all_chains, canonical_chai
                                            chain_table)
 from gflownets.chemistry.rewards import MolecularReward, parse_reward
 from gflownets.envs import ENVIRONMENTS, FragmentChains
-from gflownets.errors import ConfigError, RewardError
+from gflownets.errors import ConfigError, DataError, RewardError
 from gflownets.evaluation import StateGraph, distribution_metrics, optimal_tabular_policy
 from gflownets.training import RunConfig, Trainer
 
@@ -288,3 +288,22 @@ def test_importing_the_package_does_not_import_rdkit():
 
     code = "import sys, gflownets.envs, gflownets.chemistry; assert 'rdkit' not in sys.modules, 'rdkit imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sampled_molecules_are_written_with_their_smiles_and_read_back(tmp_path):
+    """`gflownets sample` writes each molecule's SMILES after its log-reward; an offline data file
+    may keep that column (it is ignored when read), a misnamed one is refused."""
+    from gflownets.training.io import read_objects_csv, write_objects_csv
+
+    env = FragmentChains(fragments=4, length=3)
+    objects = torch.tensor([[0, 1, 2], [3, 3, 0]])
+    path = tmp_path / "mols.csv"
+    write_objects_csv(path, env, objects, env.log_reward(objects))
+    header, *rows = [line.split(",") for line in path.read_text().splitlines()]
+    assert header == ["t0", "t1", "t2", "log_reward", "smiles"]
+    assert [row[-1] for row in rows] == env.smiles(objects)
+    assert all(Chem.MolFromSmiles(row[-1]) is not None for row in rows)
+    assert torch.equal(read_objects_csv(path, env), objects)
+    path.write_text(path.read_text().replace("smiles", "name"))
+    with pytest.raises(DataError, match="then optionally log_reward, smiles"):
+        read_objects_csv(path, env)

@@ -432,6 +432,12 @@ class Atoms(DiscreteEnv):
             return None
         return Chem.MolToSmiles(mol)
 
+    #: `gflownets sample` writes each molecule's canonical SMILES after its log-reward
+    description_columns = ("smiles",)
+
+    def describe_objects(self, states: torch.Tensor) -> list[tuple[str, ...]]:
+        return [(smiles or "",) for smiles in self.smiles(states)]
+
     def smiles(self, objects: torch.Tensor) -> list[str | None]:
         """Canonical SMILES of each state (a molecule; None where RDKit refuses it). RDKit builds
         each distinct row once (cached); this is the reward path, never the sampling loop."""

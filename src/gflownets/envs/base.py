@@ -208,6 +208,15 @@ class DiscreteEnv(abc.ABC):
         """Float (B, feature_dim) input of the policy network."""
 
     # ----------------------------------------------------------------- CSV form (defaults)
+    #: columns `gflownets sample` writes after log_reward that describe each object for people
+    #: (a molecule's SMILES: `describe_objects`); offline data files may keep them, and they are
+    #: ignored when read back
+    description_columns: ClassVar[tuple[str, ...]] = ()
+
+    def describe_objects(self, states: torch.Tensor) -> list[tuple[str, ...]]:
+        """One tuple of `description_columns` values per finished object (none by default)."""
+        return [()] * states.shape[0]
+
     @property
     def object_columns(self) -> list[str]:
         """CSV header of one object (default: `x0, x1, ...`, one per entry of the flattened state)."""

@@ -137,6 +137,12 @@ class FragmentChains(SequenceEnv):
         """(B,) index of each finished chain's molecule in `table.smiles`."""
         return self.chain_molecules[self.chain_index(objects)].cpu().numpy()
 
+    #: `gflownets sample` writes each molecule's canonical SMILES after its log-reward
+    description_columns = ("smiles",)
+
+    def describe_objects(self, states: torch.Tensor) -> list[tuple[str, ...]]:
+        return [(smiles or "",) for smiles in self.smiles(states)]
+
     def smiles(self, objects: torch.Tensor) -> list[str]:
         """Canonical SMILES of finished chains ((B, L) fragment indices)."""
         return self.table.smiles[self.molecule_ids(objects)].tolist()

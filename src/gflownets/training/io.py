@@ -85,11 +85,13 @@ def write_objects_csv_chunks(path: str | Path, env: DiscreteEnv,
     written = 0
     with atomic_open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*env.object_columns, LOG_REWARD_COLUMN])
+        writer.writerow([*env.object_columns, LOG_REWARD_COLUMN, *env.description_columns])
         for objects, log_rewards in chunks:
             rows = env.objects_to_rows(objects)
             log_rewards = log_rewards.cpu().tolist()
-            writer.writerows([*row, repr(float(log_r))] for row, log_r in zip(rows.tolist(), log_rewards))
+            descriptions = env.describe_objects(objects)
+            writer.writerows([*row, repr(float(log_r)), *described] for row, log_r, described
+                             in zip(rows.tolist(), log_rewards, descriptions))
             handle.flush()  # the chunk leaves the process's buffers before the next one is drawn
             written += len(rows)
             if progress is not None:
@@ -127,8 +129,8 @@ INT64 = np.iinfo(np.int64)
 
 def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
     """Finished objects from a CSV in the form `write_objects_csv` writes: the object's columns
-    (`env.object_columns`), optionally followed by log_reward, which is ignored (rewards are
-    recomputed by the environment). A header row is optional; one that is there must name
+    (`env.object_columns`), optionally followed by log_reward and the environment's description
+    columns (a molecule's SMILES), which are ignored (rewards are recomputed by the environment). A header row is optional; one that is there must name
     exactly these columns. Without a header, a trailing log_reward must be written as a float
     (-1.5, 0.0, as `sample` writes it), so that one object column too many is not mistaken for
     it. Any other column is refused, not dropped: it means the file describes other objects
@@ -167,9 +169,10 @@ def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
 
 def _check_header(path: str | Path, header: list[str], env: DiscreteEnv) -> None:
     """Refuse a header that does not name the environment's object columns, then optionally
-    log_reward, naming the first column that differs."""
-    expected = [*env.object_columns, LOG_REWARD_COLUMN]
-    wanted = f"{env.name} objects have the columns {_names(env.object_columns)}, then optionally {LOG_REWARD_COLUMN}"
+    log_reward (and the environment's description columns), naming the first column that differs."""
+    expected = [*env.object_columns, LOG_REWARD_COLUMN, *env.description_columns]
+    then = ", ".join([LOG_REWARD_COLUMN, *env.description_columns])
+    wanted = f"{env.name} objects have the columns {_names(env.object_columns)}, then optionally {then}"
     for i, name in enumerate(header):
         if i >= len(expected):
             raise DataError(f"{path}: the header has an extra column {shown(name)}; {wanted}")
