@@ -20,7 +20,8 @@ ALLOWED = {
     "gflownets.envs": ("gflownets.envs", "gflownets.errors", "gflownets.measures", "gflownets.figures",
                        "gflownets.textfiles", "gflownets.chemistry"),
     # molecules: RDKit scoring and metrics, below the environments that build molecules
-    "gflownets.chemistry": ("gflownets.chemistry", "gflownets.errors"),
+    "gflownets.chemistry": ("gflownets.chemistry", "gflownets.errors", "gflownets.user_code"),
+    "gflownets.user_code": ("gflownets.errors",),
     "gflownets.measures": ("gflownets.measures", "gflownets.errors"),
     "gflownets.figures": ("gflownets.errors",),
     "gflownets.textfiles": ("gflownets.errors",),
@@ -40,7 +41,8 @@ def layer_files() -> list[Path]:
     files = sorted((SRC / "gflownets" / "envs").rglob("*.py")) + sorted((SRC / "gflownets" / "measures").rglob("*.py"))
     files += sorted((SRC / "gflownets" / "datasets").rglob("*.py"))
     files += sorted((SRC / "gflownets" / "chemistry").rglob("*.py"))
-    return files + [SRC / "gflownets" / "figures.py", SRC / "gflownets" / "textfiles.py"]
+    return files + [SRC / "gflownets" / "figures.py", SRC / "gflownets" / "textfiles.py",
+                    SRC / "gflownets" / "user_code.py"]
 
 
 def imported_modules(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:

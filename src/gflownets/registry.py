@@ -5,38 +5,18 @@ path, so a file next to the user's command line is found as it would be by `pyth
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from importlib.metadata import entry_points
 from typing import Any
 
 from gflownets.envs import ENVIRONMENTS, DiscreteEnv
 from gflownets.errors import ConfigError
+from gflownets.user_code import load_object
 
 #: the entry-point group under which other packages register environment classes
 ENTRY_POINT_GROUP = "gflownets.environments"
 #: the prefix of a record of a class or function that no "module:name" reaches again (defined in
 #: __main__, a notebook, a lambda): using the run again needs the object itself
 UNNAMED = "python:"
-
-
-def load_object(spec: str, what: str) -> Any:
-    """The object named by "module:attribute" (dots allowed in both parts)."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ConfigError(f"{what} {spec!r}: expected module:name, e.g. my_rewards:score")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(f"{what} {spec!r}: cannot import module {module_name!r} ({err})") from None
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ConfigError(f"{what} {spec!r}: module {module_name!r} has no {attribute!r}")
-        target = getattr(target, part)
-    return target
 
 
 def spec_of(obj: Any) -> str | None:

@@ -30,13 +30,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib
 import importlib.util
 import inspect
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +42,7 @@ import numpy as np
 
 from gflownets.chemistry.molecules import Mol, fingerprints, parse_smiles, rdkit_version
 from gflownets.errors import ConfigError, RewardError
+from gflownets.user_code import load_object
 
 #: default decay widths of the property windows, in each property's unit
 WINDOW_WIDTHS = {"logp": 1.0, "mw": 50.0, "tpsa": 20.0}
@@ -329,19 +328,8 @@ def split_top_level(text: str, separators: str) -> list[str]:
 
 
 def _load_function(spec: str) -> Callable[..., Any]:
-    """The function named by "module:function" (the working directory on the path, as for
-    the command line's --reward)."""
-    module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(f"score {spec!r}: cannot import module {module_name!r} ({err})") from None
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ConfigError(f"score {spec!r}: module {module_name!r} has no {attribute!r}")
-        target = getattr(target, part)
+    """The user's function named by "module:function"."""
+    target = load_object(spec, "score")
     if not callable(target):
         raise ConfigError(f"score {spec!r} is not a function")
     return target
@@ -368,6 +356,20 @@ def parse_term(term: str) -> Score:
         text = (args_text or "").strip()
         args = [a.strip() for a in split_top_level(text, ",")] if text else []
     return SCORES[key](args)
+
+
+def check_score_options(score: str, beta: float, transform: str, floor: float, mode_threshold: float) -> None:
+    """The checks every molecule environment makes of its reward options (ConfigError naming
+    the first bad one); an unknown score name is caught by parsing the spec."""
+    if transform not in TRANSFORMS:
+        raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
+    if not math.isfinite(beta):
+        raise ConfigError(f"beta must be finite, got {beta}")
+    if not 0 < floor < 1:
+        raise ConfigError(f"floor must be in (0, 1), got {floor}")
+    if not math.isfinite(mode_threshold):
+        raise ConfigError(f"mode_threshold must be finite, got {mode_threshold}")
+    parse_reward(score, beta, transform)
 
 
 def parse_reward(spec: str, beta: float = 1.0, transform: str = "power") -> MolecularReward:

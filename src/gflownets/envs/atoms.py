@@ -71,7 +71,7 @@ from torch.nn import functional as F
 
 from gflownets.chemistry.metrics import draw_top_molecules, molecule_metrics
 from gflownets.chemistry.molecules import parse_smiles, rdkit_quiet
-from gflownets.chemistry.rewards import TRANSFORMS, log_rewards_of_scores, parse_reward
+from gflownets.chemistry.rewards import check_score_options, log_rewards_of_scores, parse_reward
 from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.envs.limits import require_at_most
 from gflownets.errors import ConfigError, DataError, TooManyStates
@@ -146,15 +146,7 @@ class AtomsConfig(EnvConfig):
                               f"got {self.start!r}")
         if not 1 <= self.max_bond <= 3:
             raise ConfigError(f"max_bond must be 1, 2 or 3, got {self.max_bond}")
-        if self.transform not in TRANSFORMS:
-            raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
-        if not math.isfinite(self.beta):
-            raise ConfigError(f"beta must be finite, got {self.beta}")
-        if not 0 < self.floor < 1:
-            raise ConfigError(f"floor must be in (0, 1), got {self.floor}")
-        if not math.isfinite(self.mode_threshold):
-            raise ConfigError(f"mode_threshold must be finite, got {self.mode_threshold}")
-        parse_reward(self.score, self.beta, self.transform)  # an unknown score is a ConfigError here
+        check_score_options(self.score, self.beta, self.transform, self.floor, self.mode_threshold)
 
 
 # ---------------------------------------------------------------------- the graph interface

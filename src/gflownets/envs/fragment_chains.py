@@ -36,7 +36,6 @@ the default vocabulary and length 5:
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ import torch
 
 from gflownets.chemistry.fragments import FRAGMENTS, MAX_CHAINS, ChainTable, chain_table, vocabulary
 from gflownets.chemistry.metrics import count_modes, draw_top_molecules, tanimoto_diversity
-from gflownets.chemistry.rewards import TRANSFORMS, log_rewards_of_scores, parse_reward
+from gflownets.chemistry.rewards import check_score_options, log_rewards_of_scores, parse_reward
 from gflownets.envs.base import EnvConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError
@@ -77,15 +76,7 @@ class FragmentChainsConfig(EnvConfig):
         if self.fragments ** self.length > MAX_CHAINS:
             raise ConfigError(f"{self.fragments}^{self.length} = {self.fragments ** self.length} chains, more "
                               f"than {MAX_CHAINS}: every chain is scored once, up front")
-        if self.transform not in TRANSFORMS:
-            raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
-        if not math.isfinite(self.beta):
-            raise ConfigError(f"beta must be finite, got {self.beta}")
-        if not 0 < self.floor < 1:
-            raise ConfigError(f"floor must be in (0, 1), got {self.floor}")
-        if not math.isfinite(self.mode_threshold):
-            raise ConfigError(f"mode_threshold must be finite, got {self.mode_threshold}")
-        parse_reward(self.score, self.beta, self.transform)  # an unknown score is a ConfigError here
+        check_score_options(self.score, self.beta, self.transform, self.floor, self.mode_threshold)
 
 
 class FragmentChains(SequenceEnv):
