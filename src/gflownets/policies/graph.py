@@ -67,10 +67,13 @@ class GraphPolicy(Policy):
         self.updates = nn.ModuleList(_mlp(3 * hidden, hidden, hidden) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.node_head = _mlp(hidden, hidden, layout.node_actions * self.n_ways)
-        self.pair_head = _mlp(2 * hidden, hidden, layout.pair_actions * self.n_ways)
+        # no pair head where the environment has no pair actions (fragments: only attachments)
+        self.pair_head = _mlp(2 * hidden, hidden, layout.pair_actions * self.n_ways) if layout.pair_actions else None
         # whole-graph actions (forward and backward), exit, log F
         self.graph_head = _mlp(2 * hidden, hidden, layout.graph_actions * self.n_ways + 2)
         for head in (self.node_head, self.pair_head, self.graph_head):
+            if head is None:
+                continue
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
         pairs = torch.triu_indices(N, N, 1, device=env.device)
@@ -108,9 +111,12 @@ class GraphPolicy(Policy):
         h, mask = self.node_states(states)
         B, N = h.shape[0], layout.max_nodes
         node = self.node_head(h).reshape(B, N, ways, layout.node_actions)
-        hi, hj = h[:, self.pair_i], h[:, self.pair_j]
-        pair = self.pair_head(torch.cat([hi + hj, hi * hj], dim=2)).reshape(
-            B, layout.n_pairs, ways, layout.pair_actions)
+        if self.pair_head is None:
+            pair = h.new_zeros(B, layout.n_pairs, ways, 0)
+        else:
+            hi, hj = h[:, self.pair_i], h[:, self.pair_j]
+            pair = self.pair_head(torch.cat([hi + hj, hi * hj], dim=2)).reshape(
+                B, layout.n_pairs, ways, layout.pair_actions)
         count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)
         readout = torch.cat([h.sum(dim=1) / count, h.sum(dim=1) / N], dim=1)
         graph = self.graph_head(readout)
