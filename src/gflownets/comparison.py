@@ -294,16 +294,19 @@ def plot_final_distributions(env: DiscreteEnv, graph: StateGraph, final: dict[st
     objects it keeps), on a log scale of ranks."""
     from gflownets.figures import plot_curves, plot_grid_panels, skipped_plots
 
-    panels = [("target R(x)/Z", graph.target.cpu().numpy())]
+    target = graph.target.cpu()
+    panels = [("target R(x)/Z", target.numpy())]
     colors = {"target R(x)/Z": "black", **method_colors(list(final))}
     dashed = []
     for method, distributions in final.items():
-        panels.append((f"{method}: last visited", distributions["visited"].numpy()))
-        colors[f"{method}: last visited"] = colors[method]
-        if distributions["learned"] is not None:
-            panels.append((f"{method}: learned", distributions["learned"].cpu().numpy()))
-            colors[f"{method}: learned"] = colors[method]
-            dashed.append(f"{method}: learned")
+        for kind, label in (("visited", "last visited"), ("learned", "learned")):
+            if distributions[kind] is not None:
+                values = distributions[kind].cpu()
+                name = f"{method}: {label} (L1 {distribution_metrics(values, target)['l1']:.2f})"
+                panels.append((name, values.numpy()))
+                colors[name] = colors[method]
+                if kind == "learned":
+                    dashed.append(name)
     with skipped_plots():
         if env.name == "hypergrid" and graph.terminal_states.shape[1] == 2:
             plot_grid_panels(graph.terminal_states.cpu().numpy(), panels, out, height=env.config.height)

@@ -210,21 +210,31 @@ def plot_grid_distributions(coords: np.ndarray, learned: np.ndarray, target: np.
 
 
 def plot_grid_panels(coords: np.ndarray, panels: list[tuple[str, np.ndarray]], out: Path,
-                     height: int | None = None, title: str | None = None) -> Path:
-    """Distributions over the cells of a 2-D grid side by side, as heatmaps on one colour scale
-    (panels: (title, (N,) probabilities of the cells at `coords`))."""
+                     height: int | None = None, title: str | None = None, columns: int = 4) -> Path:
+    """Distributions over the cells of a 2-D grid side by side, as heatmaps (panels: (title,
+    (N,) probabilities of the cells at `coords`)), `columns` to a row. Two panels share one
+    colour scale; more get one each, so that a sampler that collapses onto one cell does not
+    darken every other panel."""
     coords = _array(coords, dtype=np.int64)
     height = int(coords.max()) + 1 if height is None else int(height)
     check_heatmap(out, height)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False)
-    vmax = max(float(_array(values).max()) for _, values in panels)
-    for ax, (name, values) in zip(axes[0], panels):
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 4.0 * rows), squeeze=False)
+    shared = len(panels) <= 2
+    vmax = max(float(_array(values).max()) for _, values in panels) if shared else None
+    for ax, (name, values) in zip(axes.flat, panels):
         im = ax.imshow(_grid_image(coords, _array(values), height), origin="lower", cmap="viridis", vmin=0,
                        vmax=vmax)
         ax.set(title=name, xlabel="x0", ylabel="x1")
+        if not shared:
+            fig.colorbar(im, ax=ax, shrink=0.8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85)
+    if shared:
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
