@@ -295,7 +295,7 @@ def plot_final_distributions(env: DiscreteEnv, graph: StateGraph, final: dict[st
     from gflownets.figures import plot_curves, plot_grid_panels, skipped_plots
 
     target = graph.target.cpu()
-    panels = [("target R(x)/Z", target.numpy())]
+    panels = [("target R(x)/Z", graph.target.cpu().numpy())]
     colors = {"target R(x)/Z": "black", **method_colors(list(final))}
     dashed = []
     for method, distributions in final.items():
@@ -303,7 +303,7 @@ def plot_final_distributions(env: DiscreteEnv, graph: StateGraph, final: dict[st
             if distributions[kind] is not None:
                 values = distributions[kind].cpu()
                 name = f"{method}: {label} (L1 {distribution_metrics(values, target)['l1']:.2f})"
-                panels.append((name, values.numpy()))
+                panels.append((name, values.cpu().numpy()))
                 colors[name] = colors[method]
                 if kind == "learned":
                     dashed.append(name)

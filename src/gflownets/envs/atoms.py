@@ -183,7 +183,7 @@ class Atoms(MoleculeEnv):
         self.pair_index[self.pair_i, self.pair_j] = torch.arange(P)
         self.pair_index[self.pair_j, self.pair_i] = torch.arange(P)
         #: the pairs again as NumPy arrays, for RDKit's construction (on the CPU whatever the device)
-        self._pairs_numpy = (self.pair_i.numpy().copy(), self.pair_j.numpy().copy())
+        self._pairs_numpy = (self.pair_i.cpu().numpy().copy(), self.pair_j.cpu().numpy().copy())
         #: (N, N) True where k < j: [j, k] marks the earlier atoms of j
         self._earlier = torch.ones(N, N, dtype=torch.bool).tril(-1)
         self.bond_offset = N * T
