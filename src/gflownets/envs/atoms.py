@@ -67,9 +67,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gflownets.chemistry.rewards import check_score_options
-from gflownets.envs.base import EnvConfig
-from gflownets.envs.molecules import GraphInputs, GraphLayout, MoleculeEnv
+from gflownets.envs.molecules import GraphInputs, GraphLayout, MoleculeConfig, MoleculeEnv
 from gflownets.envs.limits import require_at_most
 from gflownets.errors import ConfigError, DataError, TooManyStates
 
@@ -106,7 +104,7 @@ def parse_elements(text: str) -> list[str]:
 
 
 @dataclasses.dataclass
-class AtomsConfig(EnvConfig):
+class AtomsConfig(MoleculeConfig):
     elements: str = _field("C,N,O,F,S,Cl", "comma-separated heavy atoms to build with (known: "
                                            f"{', '.join(VALENCES)})")
     max_atoms: int = _field(9, "most heavy atoms of a molecule")
@@ -115,11 +113,6 @@ class AtomsConfig(EnvConfig):
     start: str = _field("C", "element of the single atom of s0, or 'any': s0 is empty and the first "
                              "action places an atom of any element")
     max_bond: int = _field(3, "highest bond order: 1 single bonds only, 2 up to double, 3 up to triple")
-    score: str = _field("qed", "molecular score, a product of: qed, sa, logp(lo,hi), mw(lo,hi), tpsa(lo,hi), "
-                               "tanimoto(SMILES), module:function; joined by '*' or ','")
-    beta: float = _field(16.0, "reward temperature: R = score^beta (or exp(beta * score))")
-    transform: str = _field("power", "power: R = score^beta | exp: R = exp(beta * score)")
-    floor: float = _field(1e-40, "reward floor (> 0): a score of 0 gets this reward")
     mode_threshold: float = _field(0.55, "score above which sampled molecules count towards the modes metric "
                                          "(pairwise Tanimoto < 0.7); QED of molecules of <= 9 heavy atoms "
                                          "rarely exceeds 0.6")
@@ -140,7 +133,7 @@ class AtomsConfig(EnvConfig):
                               f"got {self.start!r}")
         if not 1 <= self.max_bond <= 3:
             raise ConfigError(f"max_bond must be 1, 2 or 3, got {self.max_bond}")
-        check_score_options(self.score, self.beta, self.transform, self.floor, self.mode_threshold)
+        super().validate()
 
 
 class _Graphs(NamedTuple):

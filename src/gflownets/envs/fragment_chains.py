@@ -44,26 +44,17 @@ import torch
 
 from gflownets.chemistry.fragments import FRAGMENTS, MAX_CHAINS, ChainTable, chain_table, vocabulary
 from gflownets.chemistry.metrics import count_modes, draw_top_molecules, tanimoto_diversity
-from gflownets.chemistry.rewards import check_score_options, log_rewards_of_scores, parse_reward
-from gflownets.envs.base import EnvConfig
+from gflownets.chemistry.rewards import log_rewards_of_scores, parse_reward
+from gflownets.envs.molecules import MoleculeConfig
 from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError
 
 
 @dataclasses.dataclass
-class FragmentChainsConfig(EnvConfig):
+class FragmentChainsConfig(MoleculeConfig):
     fragments: int = dataclasses.field(default=len(FRAGMENTS), metadata={
         "help": f"vocabulary size: the first K of the {len(FRAGMENTS)} fragments"})
     length: int = dataclasses.field(default=5, metadata={"help": "fragments per chain"})
-    score: str = dataclasses.field(default="qed", metadata={
-        "help": "molecular score, a product of: qed, sa, logp(lo,hi), mw(lo,hi), tpsa(lo,hi), "
-                "tanimoto(SMILES), module:function; joined by '*' or ','"})
-    beta: float = dataclasses.field(default=16.0, metadata={"help": "reward temperature: R = score^beta "
-                                                                     "(or exp(beta * score))"})
-    transform: str = dataclasses.field(default="power", metadata={
-        "help": "power: R = score^beta | exp: R = exp(beta * score)"})
-    floor: float = dataclasses.field(default=1e-40, metadata={
-        "help": "reward floor (> 0): a score of 0 gets this reward"})
     prepend: bool = dataclasses.field(default=True, metadata={
         "help": "prepend and append fragments (2^(L-1) orders per chain); --no-prepend: append only"})
     mode_threshold: float = dataclasses.field(default=0.9, metadata={
@@ -76,7 +67,7 @@ class FragmentChainsConfig(EnvConfig):
         if self.fragments ** self.length > MAX_CHAINS:
             raise ConfigError(f"{self.fragments}^{self.length} = {self.fragments ** self.length} chains, more "
                               f"than {MAX_CHAINS}: every chain is scored once, up front")
-        check_score_options(self.score, self.beta, self.transform, self.floor, self.mode_threshold)
+        super().validate()
 
 
 class FragmentChains(SequenceEnv):

@@ -54,7 +54,6 @@ fragments with 3 nodes 1,184.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -63,9 +62,7 @@ from torch.nn import functional as F
 
 from gflownets.chemistry.fragment_library import (KINDS, LIBRARY, MAX_POINTS, LibraryFragment, assemble,
                                                   compatible, parse_fragment, select)
-from gflownets.chemistry.rewards import TRANSFORMS, parse_reward
-from gflownets.envs.molecules import GraphInputs, GraphLayout, MoleculeEnv
-from gflownets.envs.base import EnvConfig
+from gflownets.envs.molecules import GraphInputs, GraphLayout, MoleculeConfig, MoleculeEnv
 from gflownets.envs.limits import require_at_most
 from gflownets.errors import ConfigError, DataError, TooManyStates
 
@@ -79,19 +76,12 @@ def _field(default: Any, help: str) -> Any:
 
 
 @dataclasses.dataclass
-class FragmentsConfig(EnvConfig):
+class FragmentsConfig(MoleculeConfig):
     vocabulary: str = _field("all", f"fragments to build with: 'all' ({len(LIBRARY)}), a count K (the first K), "
                                     "or comma-separated names of gflownets.chemistry.fragment_library.LIBRARY")
     max_fragments: int = _field(9, "most fragments of a molecule")
     min_fragments: int = _field(1, "fewest fragments before exit is allowed (a molecule with no open point "
                                    "may exit earlier)")
-    score: str = _field("qed", "molecular score, a product of: qed, sa, logp(lo,hi), mw(lo,hi), tpsa(lo,hi), "
-                               "tanimoto(SMILES), module:function; joined by '*' or ','")
-    beta: float = _field(16.0, "reward temperature: R = score^beta (or exp(beta * score))")
-    transform: str = _field("power", "power: R = score^beta | exp: R = exp(beta * score)")
-    floor: float = _field(1e-40, "reward floor (> 0): a score of 0 gets this reward")
-    mode_threshold: float = _field(0.8, "score above which sampled molecules count towards the modes metric "
-                                        "(pairwise Tanimoto < 0.7)")
 
     def fragment_list(self) -> tuple[LibraryFragment, ...]:
         return select(self.vocabulary)
@@ -105,15 +95,7 @@ class FragmentsConfig(EnvConfig):
         if not 1 <= self.min_fragments <= self.max_fragments:
             raise ConfigError(f"min_fragments must be in [1, max_fragments={self.max_fragments}], "
                               f"got {self.min_fragments}")
-        if self.transform not in TRANSFORMS:
-            raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
-        if not math.isfinite(self.beta):
-            raise ConfigError(f"beta must be finite, got {self.beta}")
-        if not 0 < self.floor < 1:
-            raise ConfigError(f"floor must be in (0, 1), got {self.floor}")
-        if not math.isfinite(self.mode_threshold):
-            raise ConfigError(f"mode_threshold must be finite, got {self.mode_threshold}")
-        parse_reward(self.score, self.beta, self.transform)  # an unknown score is a ConfigError here
+        super().validate()
 
 
 class Fragments(MoleculeEnv):

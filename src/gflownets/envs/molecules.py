@@ -16,12 +16,33 @@ import torch
 
 from gflownets.chemistry.metrics import draw_top_molecules, molecule_metrics
 from gflownets.chemistry.molecules import parse_smiles, rdkit_quiet
-from gflownets.chemistry.rewards import log_rewards_of_scores, parse_reward
+from gflownets.chemistry.rewards import check_score_options, log_rewards_of_scores, parse_reward
 from gflownets.envs.base import DiscreteEnv, EnvConfig
 
 #: distinct molecules whose SMILES and scores are kept in memory (RDKit's construction, and
 #: above all QED, cost far more than a dictionary lookup)
 CACHE_SIZE = 200_000
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass
+class MoleculeConfig(EnvConfig):
+    """The reward options every molecule environment takes (a subclass may change a default by
+    declaring the field again, and calls `super().validate()`)."""
+
+    score: str = _field("qed", "molecular score, a product of: qed, sa, logp(lo,hi), mw(lo,hi), tpsa(lo,hi), "
+                               "tanimoto(SMILES), module:function; joined by '*' or ','")
+    beta: float = _field(16.0, "reward temperature: R = score^beta (or exp(beta * score))")
+    transform: str = _field("power", "power: R = score^beta | exp: R = exp(beta * score)")
+    floor: float = _field(1e-40, "reward floor (> 0): a score of 0 gets this reward")
+    mode_threshold: float = _field(0.8, "score above which sampled molecules count towards the modes metric "
+                                        "(pairwise Tanimoto < 0.7)")
+
+    def validate(self) -> None:
+        check_score_options(self.score, self.beta, self.transform, self.floor, self.mode_threshold)
 
 
 # ---------------------------------------------------------------------- the graph interface
