@@ -9,6 +9,7 @@ of the k best distinct objects found so far, and, where the environment knows it
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,8 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
         generator = torch.Generator().manual_seed(config.seed)
         visits = VisitWindow(graph, window) if graph is not None else BestObjects(env, top_k)
         if method == "gfn":
-            trainer = Trainer(config, progress=False)
-            trainer_graph = trainer.graph if trainer.graph is not None or graph is None else StateGraph(trainer.env)
+            # the comparison's graph measures the GFlowNet too: the trainer need not enumerate it again
+            trainer = Trainer(dataclasses.replace(config, exact=False), progress=False)
 
             def step() -> tuple[torch.Tensor, int]:
                 # charged what the environment scored: fresh samples, local search's and mutation
@@ -164,7 +165,7 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
                 return trainer.last_batch.terminal_states, trainer.env.reward_calls - before
 
             def learned() -> torch.Tensor | None:
-                return None if trainer_graph is None else trainer_graph.terminal_distribution(trainer.eval_policy)
+                return None if graph is None else graph.terminal_distribution(trainer.eval_policy)
         else:
             sampler = make_baseline(method, env, **baseline_options(method, config, n_chains))
 

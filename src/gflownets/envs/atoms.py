@@ -153,9 +153,6 @@ class Atoms(MoleculeEnv):
     name = "atoms"
     Config = AtomsConfig
     presets = {"tiny": dict(elements="C,O", max_atoms=4)}
-    #: exact evaluation builds every finished state's molecule with RDKit (~50 us each) and scores
-    #: each distinct molecule (QED: ~1 ms), so fewer states than elsewhere are enumerated
-    max_enumerable_states = 500_000
 
     def setup(self, config: AtomsConfig) -> None:
         self.elements = config.element_list()

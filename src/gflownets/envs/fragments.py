@@ -105,8 +105,6 @@ class Fragments(MoleculeEnv):
     name = "fragments"
     Config = FragmentsConfig
     presets = {"tiny": dict(vocabulary="ethylene,oxygen,fluoro", max_fragments=3)}
-    #: as in `atoms`: every finished state is built with RDKit and every distinct molecule scored
-    max_enumerable_states = 500_000
 
     def setup(self, config: FragmentsConfig) -> None:
         self.fragments = config.fragment_list()

@@ -117,6 +117,10 @@ class MoleculeEnv(DiscreteEnv):
     and call `setup_molecules(config)` from `setup`; their Config has the fields `score`,
     `beta`, `transform`, `floor` and `mode_threshold`."""
 
+    #: exact evaluation builds every finished state's molecule with RDKit (~50 us each) and scores
+    #: each distinct molecule (QED: ~1 ms), so fewer states than elsewhere are enumerated
+    max_enumerable_states = 500_000
+
     def __init__(self, config: EnvConfig | None = None, *, reward_floor: float | None = None, **kwargs: Any):
         """As `DiscreteEnv`'s, except that `reward_floor` defaults to the config's `floor`."""
         super().__init__(config, reward_floor=0.0 if reward_floor is None else reward_floor, **kwargs)
