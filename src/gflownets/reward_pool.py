@@ -19,7 +19,7 @@ import os
 import pickle
 import signal
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -88,9 +88,12 @@ class RewardPool:
             raise ConfigError(f"reward workers import the reward function by name (module:function) or unpickle "
                               f"it; {self.name} is neither (a lambda or a closure?): {err}") from None
 
-    def __call__(self, objects: torch.Tensor) -> torch.Tensor:
-        rows = objects.detach().cpu().numpy()
-        chunks = np.array_split(rows, min(self.workers, len(rows))) if len(rows) else [rows]
+    def __call__(self, objects: torch.Tensor | Sequence[str]) -> torch.Tensor:
+        """The function's values of a batch: object rows (a tensor), or a list the function
+        takes as it is (a molecule environment's SMILES)."""
+        rows = objects.detach().cpu().numpy() if isinstance(objects, torch.Tensor) else list(objects)
+        parts = np.array_split(np.arange(len(rows)), min(self.workers, len(rows))) if len(rows) else [[]]
+        chunks = [rows[part[0]:part[-1] + 1] if len(part) else rows[:0] for part in parts]
         executor = self._started()
         processes: list[multiprocessing.process.BaseProcess] = []
         try:
@@ -102,7 +105,7 @@ class RewardPool:
             processes = processes or _processes_of(executor)  # (before the shutdown forgets them)
             self._stop()  # the pool has stopped the other workers (SIGTERM); this waits for them all
             raise RewardError(f"a reward worker died ({_death_of(processes)}) while "
-                              f"scoring a batch of {len(rows)} objects with {self.name} (first: {rows[:3].tolist()}): "
+                              f"scoring a batch of {len(rows)} objects with {self.name} (first: {list(rows[:3]) if isinstance(rows, list) else rows[:3].tolist()}): "
                               "a crash in the reward function (a segfault, os._exit) or the process was killed "
                               "(out of memory?); new workers start with the next batch") from None
         except BaseException as error:
@@ -179,8 +182,8 @@ def _start_worker(payload: str | bytes, threads: int) -> None:
     _worker["payload"] = payload
 
 
-def _score(rows: np.ndarray) -> np.ndarray:
-    """A worker's task: the user's function on a chunk of object rows, as the env would call it."""
+def _score(rows: np.ndarray | list[str]) -> np.ndarray:
+    """A worker's task: the function on a chunk of object rows (or of a list), as the env would call it."""
     function = _worker.get("function")
     if function is None:
         payload = _worker["payload"]
@@ -193,7 +196,7 @@ def _score(rows: np.ndarray) -> np.ndarray:
                 raise RewardError(f"a reward worker cannot load the reward function: {type(err).__name__}: {err} "
                                   "(define it in a module that the workers can import)") from None
         _worker["function"] = function
-    return _as_array(function(torch.from_numpy(rows)))
+    return _as_array(function(torch.from_numpy(rows) if isinstance(rows, np.ndarray) else rows))
 
 
 class CachedReward:
@@ -244,13 +247,17 @@ def serve_reward(env: DiscreteEnv, workers: int, timeout: float = DEFAULT_TIMEOU
     cache of `cache` objects (0: none), by putting them in front of it in place, so that every
     caller of `env.log_reward` gains. Returns the function that undoes it: it stops the workers
     and gives the environment its own function back. A function the user wrapped already (a
-    RewardPool or CachedReward of their own) is left as it is."""
-    attribute = "log_reward_fn" if env.log_reward_fn is not None else "reward_fn"
-    original = getattr(env, attribute)
-    if original is None or not (workers or cache) or isinstance(original, (RewardPool, CachedReward)):
+    RewardPool or CachedReward of their own) is left as it is. Without a user reward, the
+    workers serve the environment's own costly scoring where it names one (`costly_reward`: a
+    molecule environment's RDKit scores of SMILES, which it caches itself)."""
+    user = env.log_reward_fn is not None or env.reward_fn is not None
+    attribute = ("log_reward_fn" if env.log_reward_fn is not None else "reward_fn") if user else env.costly_reward
+    original = getattr(env, attribute) if attribute is not None else None
+    # (the environment's own scoring keeps its own cache)
+    if original is None or not (workers or (cache and user)) or isinstance(original, (RewardPool, CachedReward)):
         return lambda: None
     pool = RewardPool(original, workers, timeout) if workers else None
-    served = CachedReward(pool or original, cache) if cache else pool
+    served = CachedReward(pool or original, cache) if cache and user else pool
     setattr(env, attribute, served)
 
     def release() -> None:

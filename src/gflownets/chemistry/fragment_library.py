@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from gflownets.errors import ConfigError
@@ -178,10 +178,12 @@ def parse_fragment(smiles: str) -> ParsedFragment:
     return ParsedFragment(mol, tuple(dummies), tuple(atoms), tuple(kinds))
 
 
-def assemble(fragments: Sequence[str], bonds: Sequence[tuple[int, int, int, int]]) -> Any:
+def assemble(fragments: Sequence[str], bonds: Sequence[tuple[int, int, int, int]],
+             keep: Collection[tuple[int, int]] = ()) -> Any:
     """The sanitised RDKit molecule of a tree of fragments: `fragments` are the nodes' SMILES,
-    `bonds` the joins (node, point, other node, other point); open points become hydrogens.
-    Raises what RDKit raises if the molecule does not sanitise (never, for `LIBRARY`)."""
+    `bonds` the joins (node, point, other node, other point); open points become hydrogens,
+    except those in `keep` (node, point), which stay dummy atoms. Raises what RDKit raises if the
+    molecule does not sanitise (never, for `LIBRARY`)."""
     from rdkit import Chem
 
     parsed = [parse_fragment(s) for s in fragments]
@@ -198,8 +200,8 @@ def assemble(fragments: Sequence[str], bonds: Sequence[tuple[int, int, int, int]
         used.add(offsets[node] + parsed[node].dummies[point])
         used.add(offsets[other] + parsed[other].dummies[other_point])
     for node, p in enumerate(parsed):
-        for dummy in p.dummies:
-            if offsets[node] + dummy not in used:
+        for point, dummy in enumerate(p.dummies):
+            if offsets[node] + dummy not in used and (node, point) not in keep:
                 mol.GetAtomWithIdx(offsets[node] + dummy).SetAtomicNum(1)  # the hydrogen it stood for
     for index in sorted(used, reverse=True):
         mol.RemoveAtom(index)

@@ -372,6 +372,27 @@ def check_score_options(score: str, beta: float, transform: str, floor: float, m
     parse_reward(score, beta, transform)
 
 
+class SmilesScorer:
+    """The composite score of a spec ("qed*sa") as a picklable function of a list of SMILES:
+    float64 scores, NaN where a SMILES is invalid. It travels by its spec and parses it again
+    where it runs (a reward worker), since its terms are closures."""
+
+    def __init__(self, spec: str, reward: MolecularReward | None = None):
+        self.spec = spec
+        self._reward = reward
+
+    def __call__(self, smiles: Sequence[str]) -> np.ndarray:
+        if self._reward is None:
+            self._reward = parse_reward(self.spec)
+        mols = parse_smiles(smiles)
+        scores = self._reward.score_molecules(mols)
+        scores[[m is None for m in mols]] = np.nan
+        return scores
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "_reward": None}
+
+
 def parse_reward(spec: str, beta: float = 1.0, transform: str = "power") -> MolecularReward:
     """A `MolecularReward` from a spec such as "qed*sa" or "qed,logp(1,3)" (terms joined by `*`
     or `,`), tempered by `beta` and `transform` (power: R = score^beta; exp: R = exp(beta score))."""

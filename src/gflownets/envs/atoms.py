@@ -334,6 +334,52 @@ class Atoms(MoleculeEnv):
             return None
         return Chem.MolToSmiles(mol)
 
+    def _row_of_molecule(self, mol: Any) -> np.ndarray:
+        """The state of a molecule: its Kekulé form, atoms numbered breadth first from the start
+        element's atom of lowest canonical rank (any atom's with `start any`), neighbours in rank
+        order, so that each atom is bonded to an earlier one. One of its labelled forms, always
+        the same one for one molecule."""
+        from rdkit import Chem
+
+        mol = Chem.RWMol(mol)
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+        atoms = list(mol.GetAtoms())
+        if len(Chem.GetMolFrags(mol)) > 1:
+            raise DataError("not one connected molecule")
+        if len(atoms) > self.max_atoms:
+            raise DataError(f"{len(atoms)} heavy atoms, more than max_atoms={self.max_atoms}")
+        for atom in atoms:
+            symbol = atom.GetSymbol()
+            if symbol not in self.elements:
+                raise DataError(f"element {symbol} is not among the elements {','.join(self.elements)}")
+            if atom.GetFormalCharge() or atom.GetNumRadicalElectrons():
+                raise DataError(f"a charged or radical {symbol} (this environment builds neutral molecules)")
+            bonded = sum(int(bond.GetBondTypeAsDouble()) for bond in atom.GetBonds())
+            if bonded + atom.GetTotalNumHs() != VALENCES[symbol]:
+                raise DataError(f"a {symbol} of valence {bonded + atom.GetTotalNumHs()} (this environment's "
+                                f"{symbol} has valence {VALENCES[symbol]})")
+        for bond in mol.GetBonds():
+            if bond.GetBondTypeAsDouble() > self.max_bond:
+                raise DataError(f"a bond of order {bond.GetBondTypeAsDouble():g}, above max_bond={self.max_bond}")
+        rank = list(Chem.CanonicalRankAtoms(mol))
+        roots = [a.GetIdx() for a in atoms if self.start_element is None or a.GetSymbol() == self.config.start]
+        if not roots:
+            raise DataError(f"no {self.config.start} atom, which every molecule starts from (start)")
+        order = [min(roots, key=rank.__getitem__)]
+        for index in order:  # breadth first; `order` grows as it is read
+            neighbours = sorted((n.GetIdx() for n in mol.GetAtomWithIdx(index).GetNeighbors()), key=rank.__getitem__)
+            order.extend(n for n in neighbours if n not in order)
+        slot = {index: k for k, index in enumerate(order)}
+        row = np.zeros(self.state_shape, dtype=np.int64)
+        row[:self.max_atoms] = -1
+        for index, k in slot.items():
+            row[k] = self.elements.index(mol.GetAtomWithIdx(index).GetSymbol())
+        pair_index = self.pair_index.cpu().numpy()
+        for bond in mol.GetBonds():
+            pair = pair_index[slot[bond.GetBeginAtomIdx()], slot[bond.GetEndAtomIdx()]]
+            row[self.max_atoms + pair] = int(bond.GetBondTypeAsDouble())
+        return row
+
     # ------------------------------------------------------------------ enumeration
     def _enumerate(self) -> torch.Tensor:
         """Level by level: every action adds one bond order (or places the first atom), so each

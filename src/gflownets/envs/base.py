@@ -212,10 +212,20 @@ class DiscreteEnv(abc.ABC):
     #: (a molecule's SMILES: `describe_objects`); offline data files may keep them, and they are
     #: ignored when read back
     description_columns: ClassVar[tuple[str, ...]] = ()
+    #: the attribute holding the environment's own costly scoring, a picklable callable of a batch
+    #: (a list or rows) that `reward_workers` may run in worker processes (None: nothing to serve)
+    costly_reward: ClassVar[str | None] = None
 
     def describe_objects(self, states: torch.Tensor) -> list[tuple[str, ...]]:
         """One tuple of `description_columns` values per finished object (none by default)."""
         return [()] * states.shape[0]
+
+    def objects_from_descriptions(self, column: str, values: list[str]) -> torch.Tensor:
+        """Finished objects read from a data file's description column alone (a molecule
+        environment reads SMILES); DataError naming the row of a value that is no object. By
+        default nothing is read this way."""
+        raise DataError(f"{self.name} objects cannot be read from a {column!r} column; "
+                        f"give their columns ({', '.join(self.object_columns[:4])}, ...)")
 
     @property
     def object_columns(self) -> list[str]:

@@ -44,10 +44,12 @@ import torch
 
 from gflownets.chemistry.fragments import FRAGMENTS, MAX_CHAINS, ChainTable, chain_table, vocabulary
 from gflownets.chemistry.metrics import count_modes, draw_top_molecules, tanimoto_diversity
+from gflownets.chemistry.molecules import canonical_smiles
 from gflownets.chemistry.rewards import log_rewards_of_scores, parse_reward
 from gflownets.envs.molecules import MoleculeConfig
 from gflownets.envs.sequences import SequenceEnv
-from gflownets.errors import ConfigError
+from gflownets.errors import ConfigError, DataError
+from gflownets.textfiles import shown
 
 
 @dataclasses.dataclass
@@ -98,6 +100,7 @@ class FragmentChains(SequenceEnv):
         #: (V^L,) index of every chain's molecule in `table.smiles`
         self.chain_molecules = torch.from_numpy(self.table.molecule)
         self._powers = self.vocab_size ** torch.arange(self.max_length - 1, -1, -1)
+        self._first_chain: dict[str, int] | None = None  # built by the first read of SMILES
 
     @property
     def n_molecules(self) -> int:
@@ -128,6 +131,25 @@ class FragmentChains(SequenceEnv):
     def smiles(self, objects: torch.Tensor) -> list[str]:
         """Canonical SMILES of finished chains ((B, L) fragment indices)."""
         return self.table.smiles[self.molecule_ids(objects)].tolist()
+
+    def objects_from_descriptions(self, column: str, values: list[str]) -> torch.Tensor:
+        """Chains from SMILES (a data file under a `smiles` header, for `--offline`): a molecule
+        that several chains assemble to is read as the first of them in the table's order."""
+        if column != "smiles":
+            return super().objects_from_descriptions(column, values)
+        if self._first_chain is None:  # canonical SMILES -> the first chain that makes it
+            molecules, first = np.unique(self.table.molecule, return_index=True)
+            self._first_chain = dict(zip(self.table.smiles[molecules].tolist(), first.tolist()))
+        chains = []
+        for r, (text, smiles) in enumerate(zip(values, canonical_smiles(values)), start=1):
+            if smiles is None:
+                raise DataError(f"row {r}: {shown(text)} is not a valid SMILES")
+            if smiles not in self._first_chain:
+                raise DataError(f"row {r}: {text} is none of the {self.n_molecules} molecules that chains of "
+                                f"{self.max_length} of these {self.vocab_size} fragments make")
+            chains.append(self._first_chain[smiles])
+        digits = (torch.tensor(chains)[:, None] // self._powers) % self.vocab_size
+        return self.objects_from_rows(self.objects_to_rows(digits))
 
     # ------------------------------------------------------------------ metrics and plots
     def exact_metrics(self, graph: Any, learned: torch.Tensor) -> dict[str, float]:

@@ -69,6 +69,8 @@ from gflownets.errors import ConfigError, DataError, TooManyStates
 #: the most fragments of a molecule: the MLP's input holds an N-way parent one-hot per node, and
 #: the graph policy an N x N adjacency
 MAX_FRAGMENTS = 40
+#: partial trees a search for a molecule's fragment tree expands before it gives up (reading SMILES)
+SEARCH_LIMIT = 20_000
 
 
 def _field(default: Any, help: str) -> Any:
@@ -96,6 +98,25 @@ class FragmentsConfig(MoleculeConfig):
             raise ConfigError(f"min_fragments must be in [1, max_fragments={self.max_fragments}], "
                               f"got {self.min_fragments}")
         super().validate()
+
+
+def _embeds(partial: Any, mol: Any) -> bool:
+    """Whether the partial molecule (dummy atoms at its undecided points) can grow into `mol`:
+    its heavy atoms match a substructure of `mol` in which each atom has as many heavy
+    neighbours as in `partial`, plus at most one per dummy it carries."""
+    from rdkit import Chem
+
+    core = Chem.RWMol(partial)
+    slack = [sum(n.GetAtomicNum() == 0 for n in atom.GetNeighbors()) for atom in partial.GetAtoms()]
+    dummies = [atom.GetIdx() for atom in partial.GetAtoms() if atom.GetAtomicNum() == 0]
+    for index in reversed(dummies):
+        core.RemoveAtom(index)
+    kept = [k for k in range(partial.GetNumAtoms()) if k not in set(dummies)]  # core atom -> partial atom
+    degree = [core.GetAtomWithIdx(k).GetDegree() for k in range(core.GetNumAtoms())]
+    for match in mol.GetSubstructMatches(core, uniquify=False, maxMatches=10_000):
+        if all(0 <= mol.GetAtomWithIdx(m).GetDegree() - degree[k] <= slack[kept[k]] for k, m in enumerate(match)):
+            return True
+    return False
 
 
 class Fragments(MoleculeEnv):
@@ -139,6 +160,7 @@ class Fragments(MoleculeEnv):
         self.max_steps = N + 1  # N placements, then exit
         self.feature_dim = N * (V + 1 + (A + 1) + (N + 1) + (A + 1) + A)
         self.setup_molecules(config)
+        self._fragment_mols: list[Any] | None = None  # each fragment's molecule, made by the first SMILES read
 
     # ------------------------------------------------------------------ reading states
     def _blocks(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -290,6 +312,62 @@ class Fragments(MoleculeEnv):
             return Chem.MolToSmiles(assemble(nodes, joins))
         except Exception:  # noqa: BLE001 - RDKit raises several kinds; an invalid molecule is None
             return None
+
+    def _row_of_molecule(self, mol: Any) -> np.ndarray:
+        """A fragment tree of a molecule, found depth first over decisions taken one open point
+        at a time, in node and point order: join a fragment there (larger ones first, only
+        fragments that occur in `mol`), or leave it a hydrogen for good. A partial tree is kept
+        while its molecule (its undecided points left out) is a substructure of `mol` with fewer
+        heavy atoms, and of partial trees with equal molecules and undecided points one is
+        expanded. The first tree found, which may be any of the molecule's labelled forms;
+        DataError where none exists (or none within SEARCH_LIMIT expanded partial trees)."""
+        from rdkit import Chem
+
+        target, heavy = Chem.MolToSmiles(mol), mol.GetNumAtoms()
+        if self._fragment_mols is None:
+            self._fragment_mols = [assemble([smiles], []) for smiles in self.fragment_smiles]
+        fits = torch.tensor([mol.HasSubstructMatch(f) for f in self._fragment_mols])
+        if not fits.any():
+            raise DataError(f"it contains none of the {self.n_fragments} fragments")
+        size = torch.tensor([f.GetNumAtoms() for f in self._fragment_mols])
+        A, Q = self.max_points, self.n_ports
+        roots = [(self._step(self.initial_states(1), torch.tensor([self.first_offset + f], device=self.device))[0].cpu(),
+                  int(size[f]), frozenset()) for f in torch.argsort(size, stable=True).tolist() if fits[f]]
+        stack, seen = [r for r in roots if r[1] <= heavy], set()
+        for _ in range(SEARCH_LIMIT):
+            if not stack:
+                raise DataError(f"no tree of at most {self.max_fragments} of the {self.n_fragments} fragments "
+                                "(joined by the attachment rule) makes it")
+            state, atoms, closed = stack.pop()
+            if atoms == heavy:
+                if self._molecule_smiles(state.numpy()) == target:
+                    return state.numpy()
+                continue
+            mask = self.forward_mask(state[None].to(self.device))[0].cpu()
+            undecided = [(i, a) for i, a in self.open_points(state[None].to(self.device))[0].cpu().nonzero().tolist()
+                         if (i, a) not in closed]
+            if not undecided:
+                continue
+            i, a = undecided[0]
+            ports = mask[(i * A + a) * Q:(i * A + a + 1) * Q].nonzero()[:, 0]
+            ports = ports[fits[self.port_fragment[ports]] & (atoms + size[self.port_fragment[ports]] <= heavy)]
+            ports = ports[torch.argsort(size[self.port_fragment[ports]], stable=True)]  # the largest popped first
+            options = [(state, atoms, closed | {(i, a)})]
+            children = self._step(state.expand(len(ports), -1).to(self.device), ((i * A + a) * Q + ports).to(self.device))
+            options += [(c, atoms + int(size[self.port_fragment[q]]), closed) for c, q in zip(children.cpu(), ports)]
+            for option in options:
+                child, grown, shut = option
+                nodes, joins = self._tree(child.numpy())
+                open_ = [point for point in self.open_points(child[None].to(self.device))[0].cpu().nonzero().tolist()
+                         if tuple(point) not in shut]
+                partial = assemble(nodes, joins, keep={tuple(p) for p in open_})
+                key = (len(nodes), Chem.MolToSmiles(partial))
+                if key not in seen:
+                    seen.add(key)
+                    if grown == heavy or _embeds(partial, mol):
+                        stack.append(option)
+        raise DataError(f"no fragment tree found within {SEARCH_LIMIT} partial trees (a large molecule whose "
+                        "fragments match it in many ways?)")
 
     # ------------------------------------------------------------------ enumeration
     def _enumerate(self) -> torch.Tensor:

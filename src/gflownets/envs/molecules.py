@@ -16,8 +16,10 @@ import torch
 
 from gflownets.chemistry.metrics import draw_top_molecules, molecule_metrics
 from gflownets.chemistry.molecules import parse_smiles, rdkit_quiet
-from gflownets.chemistry.rewards import check_score_options, log_rewards_of_scores, parse_reward
+from gflownets.chemistry.rewards import SmilesScorer, check_score_options, log_rewards_of_scores, parse_reward
 from gflownets.envs.base import DiscreteEnv, EnvConfig
+from gflownets.errors import DataError
+from gflownets.textfiles import shown
 
 #: distinct molecules whose SMILES and scores are kept in memory (RDKit's construction, and
 #: above all QED, cost far more than a dictionary lookup)
@@ -130,6 +132,8 @@ class MoleculeEnv(DiscreteEnv):
     def setup_molecules(self, config: Any) -> None:
         """The reward (`score` tempered by `beta`) and the caches of SMILES and scores."""
         self.molecular_reward = parse_reward(config.score, config.beta, config.transform)
+        #: the RDKit scores of new SMILES, the costly part of the reward (`reward_workers` serve it)
+        self.score_smiles = SmilesScorer(config.score, self.molecular_reward)
         self._smiles_cache = LRUCache(CACHE_SIZE)   # state row bytes -> canonical SMILES (None: none)
         self._score_cache = LRUCache(CACHE_SIZE)    # canonical SMILES -> composite score
 
@@ -138,9 +142,38 @@ class MoleculeEnv(DiscreteEnv):
 
     #: `gflownets sample` writes each molecule's canonical SMILES after its log-reward
     description_columns = ("smiles",)
+    costly_reward = "score_smiles"
 
     def describe_objects(self, states: torch.Tensor) -> list[tuple[str, ...]]:
         return [(smiles or "",) for smiles in self.smiles(states)]
+
+    def objects_from_descriptions(self, column: str, values: list[str]) -> torch.Tensor:
+        """Finished states from SMILES (a data file under a `smiles` header, for `--offline`):
+        each molecule's state as `_row_of_molecule` builds it, checked to give back the same
+        canonical SMILES; a DataError naming the row and the SMILES of one that is not a molecule
+        of this environment."""
+        if column != "smiles":
+            return super().objects_from_descriptions(column, values)
+        from rdkit import Chem
+
+        rows = []
+        with rdkit_quiet():
+            for r, (text, mol) in enumerate(zip(values, parse_smiles(values)), start=1):
+                if mol is None:
+                    raise DataError(f"row {r}: {shown(text)} is not a valid SMILES")
+                try:
+                    row = self._row_of_molecule(mol)
+                except DataError as err:
+                    raise DataError(f"row {r}: {text}: {err}") from None
+                if self._molecule_smiles(row) != Chem.MolToSmiles(mol):  # a safeguard of the construction
+                    raise DataError(f"row {r}: {text}: its state builds {self._molecule_smiles(row)} instead")
+                rows.append(row)
+        return self.objects_from_rows(np.stack(rows))
+
+    def _row_of_molecule(self, mol: Any) -> np.ndarray:  # pragma: no cover - abstract
+        """One finished state row of the sanitised RDKit molecule `mol`; DataError saying why
+        where the environment cannot build it."""
+        raise NotImplementedError
 
     def smiles(self, objects: torch.Tensor) -> list[str | None]:
         """Canonical SMILES of each state (a molecule; None where RDKit refuses it). RDKit builds
@@ -165,10 +198,9 @@ class MoleculeEnv(DiscreteEnv):
         new = sorted({s for s in smiles if s is not None and s not in self._score_cache})
         fresh: dict[str, float] = {}  # this batch's scores, whatever the cache evicts meanwhile
         if new:
-            mols = parse_smiles(new)
-            values = self.molecular_reward.score_molecules(mols)
-            for s, mol, value in zip(new, mols, values):
-                fresh[s] = float(value) if mol is not None else float("nan")
+            values = np.asarray(self.score_smiles(new), dtype=np.float64)
+            for s, value in zip(new, values):
+                fresh[s] = float(value)
                 self._score_cache.put(s, fresh[s])
         return np.array([np.nan if s is None else fresh[s] if s in fresh else self._score_cache.get(s)
                          for s in smiles], dtype=np.float64)

@@ -317,9 +317,15 @@ class RunConfig:
         if self.reward is not None and self.log_reward is not None:
             raise ConfigError("give reward or log_reward, not both")
         if (self.reward_workers or self.reward_cache) and self.reward is None and self.log_reward is None:
-            raise ConfigError("reward_workers and reward_cache serve a reward function of yours (--reward or "
-                              "--log-reward module:function); the environment's default reward is computed in "
-                              "this process, without a cache")
+            try:
+                costly = environment_class(self.env).costly_reward
+            except ConfigError:  # (an environment instance of the user's: its class is checked by the trainer)
+                costly = None
+            if self.reward_cache or costly is None:
+                raise ConfigError("reward_workers and reward_cache serve a reward function of yours (--reward or "
+                                  "--log-reward module:function), and reward_workers a molecule environment's RDKit "
+                                  f"scores; {self.env}'s default reward is computed in this process"
+                                  + ("" if costly is None else ", with its own cache"))
         for key in ("reward", "log_reward"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
                 raise ConfigError(f"{key} is recorded in the run's files, so it must be a 'module:function' "

@@ -130,8 +130,10 @@ INT64 = np.iinfo(np.int64)
 def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
     """Finished objects from a CSV in the form `write_objects_csv` writes: the object's columns
     (`env.object_columns`), optionally followed by log_reward and the environment's description
-    columns (a molecule's SMILES), which are ignored (rewards are recomputed by the environment). A header row is optional; one that is there must name
-    exactly these columns. Without a header, a trailing log_reward must be written as a float
+    columns (a molecule's SMILES), which are ignored (rewards are recomputed by the environment).
+    A header row is optional; one that is there must name exactly these columns, or, where the
+    environment reads objects from a description column, name that column (`smiles`), whose
+    values alone are then read (`env.objects_from_descriptions`). Without a header, a trailing log_reward must be written as a float
     (-1.5, 0.0, as `sample` writes it), so that one object column too many is not mistaken for
     it. Any other column is refused, not dropped: it means the file describes other objects
     than the environment's. Errors name the data row (1 = first object), the column and the
@@ -140,6 +142,9 @@ def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
     width = len(columns)
     lines = read_csv_rows(path, DataError, "offline data file")
     header = lines.pop(0) if lines and not is_number(lines[0][0]) else None
+    described = [name for name in header or () if name in env.description_columns]
+    if described and header[0] != columns[0]:
+        return _objects_from_descriptions(path, header, lines, described[0], env)
     if header is not None:
         _check_header(path, header, env)
     if not lines:
@@ -167,12 +172,34 @@ def read_objects_csv(path: str | Path, env: DiscreteEnv) -> torch.Tensor:
     return objects
 
 
+def _objects_from_descriptions(path: str | Path, header: list[str], lines: list[list[str]], column: str,
+                               env: DiscreteEnv) -> torch.Tensor:
+    """Objects read from one description column (a file of SMILES under a `smiles` header, with
+    any other columns, a name or a measured value, left aside)."""
+    if not lines:
+        raise DataError(f"{path}: no objects")
+    index = header.index(column)
+    values = []
+    for r, line in enumerate(lines, start=1):
+        if len(line) <= index or not line[index].strip():
+            raise DataError(f"{path}: row {r} has no {column} value (column {index + 1})")
+        values.append(line[index].strip())
+    try:
+        objects = env.objects_from_descriptions(column, values).to(env.device)
+        env.validate_objects(objects)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from None
+    return objects
+
+
 def _check_header(path: str | Path, header: list[str], env: DiscreteEnv) -> None:
     """Refuse a header that does not name the environment's object columns, then optionally
     log_reward (and the environment's description columns), naming the first column that differs."""
     expected = [*env.object_columns, LOG_REWARD_COLUMN, *env.description_columns]
     then = ", ".join([LOG_REWARD_COLUMN, *env.description_columns])
     wanted = f"{env.name} objects have the columns {_names(env.object_columns)}, then optionally {then}"
+    if env.description_columns:
+        wanted += f" (or a header naming a {env.description_columns[0]!r} column, read alone)"
     for i, name in enumerate(header):
         if i >= len(expected):
             raise DataError(f"{path}: the header has an extra column {shown(name)}; {wanted}")
