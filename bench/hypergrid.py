@@ -12,6 +12,11 @@ Ours runs twice by default: the eager default (`ours`) and with `--compile` (`ou
 the rollout as one torch.compile graph). Compilation happens before the training clock starts
 and is reported as `compile s`, as gfnx's jit compilation is.
 
+A fair comparison: every system gets our network, one MLP trunk (2 x 256) with a P_F head and a
+P_B head (torchgfn through its `trunk=` argument), one thread (OMP/MKL/XLA limited to one), and
+its own best documented driver: gfnx twice, a Python loop over its jitted step (`gfnx`) and the
+whole loop in one jitted `lax.scan` as its baselines run it (`gfnx-scan`).
+
 Peers run in their own virtual environments under bench/.venvs/ (created when missing; a peer
 that cannot be installed is skipped). Writes bench/results/hypergrid.json."""
 
@@ -33,12 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENVS = BENCH / ".venvs"
 TORCH_PIN = "torch==2.13.0"
+#: each peer: its virtual environment (bench/.venvs/VENV, created by `peer_python`), script and
+#: driver arguments; every peer builds our network (one trunk, a P_F head and a P_B head)
 PEERS = {
-    "torchgfn": {"script": BENCH / "peers" / "torchgfn_hypergrid.py",
-                 "install": [[TORCH_PIN], ["torchgfn==2.4.1"]], "existing": "/tmp/peer-tgfn/bin/python"},
-    "gfnx": {"script": BENCH / "peers" / "gfnx_hypergrid.py",
-             "install": [["gfnx==0.0.1"]], "existing": "/tmp/peer-gfnx/bin/python"},
+    "torchgfn": {"venv": "torchgfn", "script": BENCH / "peers" / "torchgfn_hypergrid.py", "args": []},
+    "gfnx": {"venv": "gfnx", "script": BENCH / "peers" / "gfnx_hypergrid.py", "args": ["--driver", "loop"]},
+    "gfnx-scan": {"venv": "gfnx", "script": BENCH / "peers" / "gfnx_hypergrid.py", "args": ["--driver", "scan"]},
 }
+VENV_INSTALLS = {"torchgfn": [[TORCH_PIN], ["torchgfn==2.4.1"]], "gfnx": [["gfnx==0.0.1"]]}
+#: one core per system: every run (ours and the peers') is limited to one thread
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 # our child: runs the CLI in-process and prints its own peak RSS (ru_maxrss of this process)
 OUR_LAUNCHER = (
     "import json, resource, sys\n"
@@ -49,17 +59,14 @@ OUR_LAUNCHER = (
 
 
 def peer_python(name: str) -> str | None:
-    """The peer's python: bench/.venvs/NAME, else a pre-existing env, else create bench/.venvs/NAME."""
-    venv = VENVS / name
+    """The peer's python: bench/.venvs/VENV, created when missing (None if it cannot be)."""
+    venv = VENVS / PEERS[name]["venv"]
     if (venv / "bin" / "python").exists() and (venv / ".installed").exists():
         return str(venv / "bin" / "python")
-    existing = PEERS[name].get("existing")
-    if existing and os.environ.get("BENCH_NO_EXISTING") is None and Path(existing).exists():
-        return existing
     print(f"[bench] creating {venv} for {name} ...", flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        for pkgs in PEERS[name]["install"]:
+        for pkgs in VENV_INSTALLS[PEERS[name]["venv"]]:
             subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *pkgs], check=True)
         (venv / ".installed").touch()
         return str(venv / "bin" / "python")
@@ -78,8 +85,9 @@ def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: 
                "--height", str(height), "--iters", str(iters), "--batch-size", "16", "--hidden", "256",
                "--layers", "2", "--lr", "1e-3", "--lr-logz", "0.1", "--objective", "tb",
                "--seed", str(seed), "--eval-every", "0", "--final-samples", str(samples),
-               "--quiet", "--out", tmp, *flags]
-        env = {**os.environ, "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+               "--quiet", "--threads", "1", "--out", tmp, *flags]
+        env = {**os.environ, **ONE_THREAD,
+               "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
@@ -95,8 +103,8 @@ def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: 
 
 def run_peer(name: str, python: str, dim: int, height: int, iters: int, seed: int, samples: int) -> dict:
     cmd = [python, str(PEERS[name]["script"]), "--ndim", str(dim), "--height", str(height),
-           "--iters", str(iters), "--seed", str(seed), "--samples", str(samples)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--iters", str(iters), "--seed", str(seed), "--samples", str(samples), *PEERS[name]["args"]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD})
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--ours", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
                         help="which of our trainers to run: the eager default and/or --compile")
-    parser.add_argument("--peers", nargs="*", default=["torchgfn", "gfnx"], choices=sorted(PEERS))
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=sorted(PEERS))
     parser.add_argument("--quick", action="store_true", help="200 iterations, seed 0, 20k samples")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout of this repository to run too, interleaved (A/B)")

@@ -1,6 +1,7 @@
 """bench/hypergrid.py runs end to end on our trainers alone (eager and compiled, no peers)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,20 @@ def test_bench_ebgfn_ising_quick(tmp_path):
     for run in result["runs"]:
         assert run["kl_true_learned"] >= 0 and run["rmse_J"] > 0 and run["log_z_exact"]
     assert result["runs"][1]["energy_evals_per_it"] == result["runs"][0]["energy_evals_per_it"]
+
+
+def test_bench_molecules_fragments_tiny_budget(tmp_path):
+    """bench/molecules.py fragments: each method's measures at each quarter of its reward calls."""
+    out = tmp_path / "molecules.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "molecules.py"), "fragments", "--budget", "96",
+                           "--seeds", "0", "--methods", "gfn", "random", "--policy", "mlp", "--samples", "100",
+                           "--out", str(out)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["gfn", "gfn: samples after training", "random"]
+    for row in (rows[0], rows[2]):
+        calls = [p["reward_calls"] for p in row["curve"]]
+        assert len(calls) == 4 and calls[-1] == 96 and all(c >= m for c, m in zip(calls, (24, 48, 72, 96)))
+        assert 0 < row["top100_score"] <= 1 and 0 < row["top100_diversity"] <= 1

@@ -142,3 +142,36 @@ def test_reward_workers_flag_on_the_command_line(tmp_path, capsys):
     err = one_error_line(capsys, "train", "fragment-chains", "--preset", "tiny", "--reward-workers", 1,
                          "--out", tmp_path / "run2", "--quiet")
     assert "reward_workers" in err
+
+
+def test_a_score_given_as_reward_points_to_the_score_option(capsys, tmp_path):
+    err = one_error_line(capsys, "train", "fragments", "--reward", "qed,sa", "--out", tmp_path / "run", "--quiet")
+    assert "--score qed,sa" in err
+
+
+def test_fragment_swaps_are_symmetric_valid_and_drive_the_mixed_mcmc():
+    """Every (node, fragment) swap of every finished object of a small instance gives a state of
+    the environment; the proposal counts x -> y equal y -> x (so Metropolis chains sample R);
+    the "mixed" MCMC baseline alternates swaps and regrown last fragments."""
+    from gflownets.baselines import make_baseline
+    from gflownets.evaluation import StateGraph
+
+    env = Fragments(vocabulary="6", max_fragments=3, score="mw(0,1000)")
+    objects = StateGraph(env).terminal_states
+    n = env.n_nodes(objects)
+    index = {tuple(row.tolist()): i for i, row in enumerate(objects)}
+    counts = torch.zeros(len(objects), len(objects), dtype=torch.long)
+    changed = 0
+    for node in range(env.max_fragments):
+        for new in range(env.n_fragments):
+            rows = (n > node).nonzero()[:, 0]
+            mutants = env.swap(objects[rows], torch.full((len(rows),), node), torch.full((len(rows),), new))
+            assert all(env._row_problem(m.numpy()) is None for m in mutants)
+            targets = torch.tensor([index[tuple(m.tolist())] for m in mutants])
+            counts.index_put_((rows, targets), torch.ones(len(rows), dtype=torch.long), accumulate=True)
+            changed += int((mutants != objects[rows]).any(dim=1).sum())
+    assert changed > len(objects) and torch.equal(counts, counts.T)
+    sampler = make_baseline("mcmc", env, n_chains=8, proposal="mixed")
+    generator = torch.Generator().manual_seed(0)
+    visited = torch.cat([sampler.step(generator) for _ in range(20)])
+    assert 0 < sampler.acceptance <= 1 and len(torch.unique(visited, dim=0)) > 8

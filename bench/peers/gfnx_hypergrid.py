@@ -1,6 +1,9 @@
-"""gfnx 0.0.1 (JAX, CPU) on its HypergridEnvironment, trajectory balance with a jitted train step
-(gfnx's forward_rollout + forward_trajectory_log_probs inside the loss), run by the peer venv's
-python. The first call (compilation) is timed apart as compile_seconds. Prints one JSON line."""
+"""gfnx 0.0.1 (JAX, CPU) on its HypergridEnvironment, trajectory balance (gfnx's forward_rollout +
+forward_trajectory_log_probs inside the loss), run by the peer venv's python. The network is
+ours: one MLP trunk (2 x 256) with a P_F head and a P_B head. Two drivers: `--driver loop`, a
+Python loop over a jitted train step; `--driver scan`, the whole training loop in one jitted
+`jax.lax.scan`, as gfnx's own baselines run it. The first call (compilation) is timed apart as
+compile_seconds. Prints one JSON line."""
 
 import argparse
 import json
@@ -25,10 +28,14 @@ def init_mlp(key, sizes):
     return params
 
 
-def mlp(params, x):
-    for w, b in params[:-1]:
+def trunk(params, x):
+    for w, b in params:
         x = jax.nn.relu(x @ w + b)
-    w, b = params[-1]
+    return x
+
+
+def head(params, x):
+    w, b = params
     return x @ w + b
 
 
@@ -40,24 +47,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--driver", choices=["loop", "scan"], default="loop")
     args = parser.parse_args()
 
     env = HypergridEnvironment(GeneralHypergridRewardModule(R0=0.1, R1=0.5, R2=2.0),
                                dim=args.ndim, side=args.height)
     key = jax.random.PRNGKey(args.seed)
-    key, k_env, k_f, k_b = jax.random.split(key, 4)
+    key, k_env, k_t, k_f, k_b = jax.random.split(key, 5)
     env_params = env.init(k_env)
     n_in, n_act = args.ndim * args.height, args.ndim + 1
-    params = {"pf": init_mlp(k_f, [n_in, 256, 256, n_act]),
-              "pb": init_mlp(k_b, [n_in, 256, 256, n_act - 1]), "logZ": jnp.zeros(())}
+    params = {"trunk": init_mlp(k_t, [n_in, 256, 256]), "pf": init_mlp(k_f, [256, n_act])[0],
+              "pb": init_mlp(k_b, [256, n_act - 1])[0], "logZ": jnp.zeros(())}
     optimizer = optax.multi_transform(
         {"net": optax.adam(1e-3), "logz": optax.adam(0.1)},
-        {"pf": "net", "pb": "net", "logZ": "logz"})
+        {"trunk": "net", "pf": "net", "pb": "net", "logZ": "logz"})
     opt_state = optimizer.init(params)
 
     def policy_fn(rng_key, obs, p):
-        fwd = mlp(p["pf"], obs)
-        return fwd, {"forward_logits": fwd, "backward_logits": mlp(p["pb"], obs)}
+        hidden = trunk(p["trunk"], obs)
+        fwd = head(p["pf"], hidden)
+        return fwd, {"forward_logits": fwd, "backward_logits": head(p["pb"], hidden)}
 
     def loss_fn(p, rng_key):
         traj, info = forward_rollout(rng_key, args.batch_size, policy_fn, p, env, env_params)
@@ -70,19 +79,40 @@ def main() -> None:
         updates, o = optimizer.update(grads, o, p)
         return optax.apply_updates(p, updates), o, loss
 
-    start = time.perf_counter()
-    key, sub = jax.random.split(key)
-    params, opt_state, loss = train_step(params, opt_state, sub)
-    jax.block_until_ready(loss)
-    compile_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    for _ in range(args.iters - 1):
+    if args.driver == "loop":
+        start = time.perf_counter()
         key, sub = jax.random.split(key)
         params, opt_state, loss = train_step(params, opt_state, sub)
-    jax.block_until_ready((params, loss))
-    seconds = time.perf_counter() - start
-    timed = args.iters - 1
+        jax.block_until_ready(loss)
+        compile_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        for _ in range(args.iters - 1):
+            key, sub = jax.random.split(key)
+            params, opt_state, loss = train_step(params, opt_state, sub)
+        jax.block_until_ready((params, loss))
+        seconds = time.perf_counter() - start
+        timed = args.iters - 1
+    else:
+        def body(carry, rng_key):
+            p, o = carry
+            p, o, loss = train_step(p, o, rng_key)
+            return (p, o), loss
+
+        @jax.jit
+        def train(p, o, keys):
+            return jax.lax.scan(body, (p, o), keys)
+
+        key, sub = jax.random.split(key)
+        keys = jax.random.split(sub, args.iters)
+        start = time.perf_counter()
+        compiled = train.lower(params, opt_state, keys).compile()  # compilation alone, timed apart
+        compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        (params, opt_state), losses = compiled(params, opt_state, keys)
+        jax.block_until_ready((params, losses))
+        seconds = time.perf_counter() - start
+        timed = args.iters
 
     chunk = 10_000
 
@@ -100,7 +130,7 @@ def main() -> None:
         drawn += chunk
     true = env.get_true_distribution(env_params).reshape(-1)
     l1 = float(jnp.abs(counts / counts.sum() - true).sum())
-    print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": timed / seconds,
+    print(json.dumps({"iterations": args.iters, "driver": args.driver, "seconds": seconds, "iters_per_s": timed / seconds,
                       "trajectories_per_s": args.batch_size * timed / seconds, "l1_samples": l1,
                       "compile_seconds": compile_seconds,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -1,4 +1,5 @@
-"""torchgfn 2.4.1 on HyperGrid(ndim, height), trajectory balance, run by the peer venv's python.
+"""torchgfn 2.4.1 on HyperGrid(ndim, height), trajectory balance, run by the peer venv's python;
+the network is ours: one MLP trunk (2 x 256) shared by the P_F and P_B heads.
 Prints one JSON line: iterations, seconds, iters_per_s, trajectories_per_s, l1_samples, peak_rss_mb."""
 
 import argparse
@@ -37,10 +38,11 @@ def main() -> None:
     env = HyperGrid(ndim=args.ndim, height=args.height,
                     reward_fn_kwargs={"R0": 0.1, "R1": 0.5, "R2": 2.0})
     pre = KHotPreprocessor(height=args.height, ndim=args.ndim)
-    pf = DiscretePolicyEstimator(MLP(pre.output_dim, env.n_actions, hidden_dim=256, n_hidden_layers=2),
-                                 env.n_actions, preprocessor=pre, is_backward=False)
-    pb = DiscretePolicyEstimator(MLP(pre.output_dim, env.n_actions - 1, hidden_dim=256, n_hidden_layers=2),
-                                 env.n_actions, preprocessor=pre, is_backward=True)
+    # one trunk for P_F and P_B, as ours (torchgfn's `trunk=` argument, its examples' --tied)
+    pf_module = MLP(pre.output_dim, env.n_actions, hidden_dim=256, n_hidden_layers=2)
+    pb_module = MLP(pre.output_dim, env.n_actions - 1, hidden_dim=256, n_hidden_layers=2, trunk=pf_module.trunk)
+    pf = DiscretePolicyEstimator(pf_module, env.n_actions, preprocessor=pre, is_backward=False)
+    pb = DiscretePolicyEstimator(pb_module, env.n_actions, preprocessor=pre, is_backward=True)
     gfn = TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0)
     optimizer = torch.optim.Adam(gfn.pf_pb_parameters(), lr=1e-3)
     optimizer.add_param_group({"params": gfn.logz_parameters(), "lr": 0.1})

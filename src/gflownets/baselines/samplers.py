@@ -81,8 +81,9 @@ class MetropolisSampler(Baseline):
     """`n_chains` Metropolis-Hastings chains over finished objects, started from uniform
     rollouts. `proposal`: "mutate" (the environment's symmetric point change; a change it does
     not make costs no call), "back-and-forth" (k steps back with uniform P_B, k forth with uniform
-    P_F; any environment whose objects are at least k steps deep), or "auto" (mutate where the
-    environment has it)."""
+    P_F; any environment whose objects are at least k steps deep), "mixed" (the two in turn, each
+    step a kernel that leaves R invariant: a fragment swap, then a regrown last fragment), or
+    "auto" (mutate where the environment has it)."""
 
     name = "mcmc"
 
@@ -92,9 +93,9 @@ class MetropolisSampler(Baseline):
             raise ConfigError(f"n_chains and k must be >= 1, got {n_chains} and {k}")
         if proposal == "auto":
             proposal = "mutate" if has_mutation(env) else "back-and-forth"
-        if proposal not in ("mutate", "back-and-forth"):
-            raise ConfigError(f"proposal must be mutate, back-and-forth or auto, got {proposal!r}")
-        if proposal == "mutate" and not has_mutation(env):
+        if proposal not in ("mutate", "back-and-forth", "mixed"):
+            raise ConfigError(f"proposal must be mutate, back-and-forth, mixed or auto, got {proposal!r}")
+        if proposal in ("mutate", "mixed") and not has_mutation(env):
             raise ConfigError(f"{env.name} defines no mutation; use the back-and-forth proposal")
         self.n_chains, self.proposal, self.k = n_chains, proposal, k
         self.policy = UniformPolicy(env)
@@ -109,7 +110,8 @@ class MetropolisSampler(Baseline):
             self.chains, self.log_rewards = trajectories.terminal_states, trajectories.log_rewards
             self.reward_calls += self.n_chains
             return self.chains
-        if self.proposal == "mutate":
+        mutate = self.proposal == "mutate" or (self.proposal == "mixed" and self.proposed // self.n_chains % 2 == 0)
+        if mutate:
             moved = metropolis_step(self.env, self.chains, self.log_rewards, generator)
             self.reward_calls += len(moved.proposals)
             self.accepted += int((moved.objects != self.chains).flatten(1).any(dim=1).sum())

@@ -62,6 +62,7 @@ from torch.nn import functional as F
 
 from gflownets.chemistry.fragment_library import (KINDS, LIBRARY, MAX_POINTS, LibraryFragment, assemble,
                                                   compatible, parse_fragment, select)
+from gflownets.envs.base import draw_device
 from gflownets.envs.molecules import GraphInputs, GraphLayout, MoleculeConfig, MoleculeEnv
 from gflownets.envs.limits import require_at_most
 from gflownets.errors import ConfigError, DataError, TooManyStates
@@ -251,6 +252,39 @@ class Fragments(MoleculeEnv):
         out = states.clone()
         out.scatter_(1, self._slots(slot), -1)
         return out
+
+    def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One node's fragment swapped for a uniformly drawn one that takes the same joins (the
+        node's own point and its children's points exist on it, with compatible kinds); the tree
+        is kept. Symmetric: the node and the fragment are drawn uniformly and the swap back
+        takes the same joins. A swap that does not fit, or draws the same fragment, is not made."""
+        device = draw_device(generator, objects)
+        draw = torch.rand(objects.shape[0], generator=generator, device=device).to(objects.device)
+        node = (draw * self.n_nodes(objects)).long().clamp(max=self.max_fragments - 1)
+        new = torch.randint(self.n_fragments, (objects.shape[0],), generator=generator, device=device)
+        return self.swap(objects, node, new.to(objects.device))
+
+    def swap(self, objects: torch.Tensor, node: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """Each object with the fragment of its node `node` replaced by fragment `new` where the
+        new fragment takes the node's joins; unchanged where it does not (`mutate`'s move)."""
+        B, N = objects.shape[0], self.max_fragments
+        fragment, parent, parent_point, own = self._blocks(objects)
+        rows = torch.arange(B, device=objects.device)
+        # the node's join to its parent: its own point must exist on the new fragment and fit the parent's
+        has_parent = node >= 1
+        own_port = self.port_index[new, own[rows, node].clamp(min=0)]
+        up = self.attach_ok[fragment[rows, parent[rows, node].clamp(min=0)].clamp(min=0),
+                            parent_point[rows, node].clamp(min=0), own_port.clamp(min=0)]
+        fits = ~has_parent | ((own_port >= 0) & up)
+        # its children's joins: each child's parent point must exist on the new fragment and fit the child
+        child = (parent == node[:, None]) & (fragment >= 0)  # (B, N)
+        point = parent_point.clamp(min=0)
+        child_port = self.port_index[fragment.clamp(min=0), own.clamp(min=0)].clamp(min=0)  # (B, N)
+        down = self.attach_ok[new[:, None].expand(B, N), point, child_port]  # (False where the point is missing)
+        fits &= (down | ~child).all(dim=1)
+        mutants = objects.clone()
+        mutants[rows, node] = torch.where(fits, new, fragment[rows, node])
+        return mutants
 
     def features(self, states: torch.Tensor) -> torch.Tensor:
         """The MLP's input, per node slot: one-hot fragment (or empty), own point, parent and

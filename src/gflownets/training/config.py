@@ -267,6 +267,10 @@ class RunConfig:
             raise ConfigError(f"unknown preset {self.preset!r} for {self.env}; "
                               f"choose from {sorted(env_cls.presets)}")
         names = {f.name for f in dataclasses.fields(env_cls.Config)}
+        for given in (self.reward, self.log_reward):
+            if "score" in names and isinstance(given, str) and ":" not in given:
+                raise ConfigError(f"reward {given!r} is not a module:function of yours; {self.env} scores its "
+                                  f"molecules by --score (RDKit scores such as qed, sa, qed*sa): --score {given}")
         for key in self.env_args:
             if key not in names:
                 raise ConfigError(f"unknown {self.env} option {key!r}; known: {sorted(names)}")
