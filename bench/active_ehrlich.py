@@ -30,7 +30,7 @@ import time
 import torch
 
 from common import save_result
-from gflownets.active import ActiveConfig, active_markdown, run_active
+from gflownets.active import ActiveConfig, run_active
 from gflownets.envs import Ehrlich
 from gflownets.training.io import json_safe
 

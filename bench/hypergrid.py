@@ -79,12 +79,12 @@ OURS = {"ours": [], "ours-compiled": ["--compile"]}
 
 
 def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: list[str],
-             root: Path = ROOT) -> dict:
+             root: Path = ROOT, eval_every: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", OUR_LAUNCHER, "train", "hypergrid", "--ndim", str(dim),
                "--height", str(height), "--iters", str(iters), "--batch-size", "16", "--hidden", "256",
                "--layers", "2", "--lr", "1e-3", "--lr-logz", "0.1", "--objective", "tb",
-               "--seed", str(seed), "--eval-every", "0", "--final-samples", str(samples),
+               "--seed", str(seed), "--eval-every", str(eval_every), "--final-samples", str(samples),
                "--quiet", "--threads", "1", "--out", tmp, *flags]
         env = {**os.environ, **ONE_THREAD,
                "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -92,22 +92,45 @@ def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: 
         if proc.returncode != 0:
             raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
         summary = json.loads((Path(tmp) / "summary.json").read_text())
+        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    curve = [{"iteration": r["step"], "seconds": r["seconds"], "l1": r["l1"]} for r in records if "l1" in r]
     rss = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
     seconds = summary["seconds"]
     return {"iterations": summary["iterations"], "seconds": seconds,
             "iters_per_s": summary["iterations"] / seconds,
             "trajectories_per_s": 16 * summary["iterations"] / seconds,
             "l1_samples": summary.get("l1_samples"), "peak_rss_mb": rss[-1] if rss else None,
-            "compile_seconds": summary.get("compile_seconds", 0.0)}
+            "compile_seconds": summary.get("compile_seconds", 0.0), "curve": curve}
 
 
-def run_peer(name: str, python: str, dim: int, height: int, iters: int, seed: int, samples: int) -> dict:
+def run_peer(name: str, python: str, dim: int, height: int, iters: int, seed: int, samples: int,
+             eval_every: int = 0) -> dict:
     cmd = [python, str(PEERS[name]["script"]), "--ndim", str(dim), "--height", str(height),
-           "--iters", str(iters), "--seed", str(seed), "--samples", str(samples), *PEERS[name]["args"]]
+           "--iters", str(iters), "--seed", str(seed), "--samples", str(samples),
+           "--eval-every", str(eval_every), *PEERS[name]["args"]]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD})
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def noise_floor(dim: int, height: int, samples: int, draws: int = 5, seed: int = 0) -> float:
+    """Mean L1 between the target and the empirical distribution of `samples` exact draws of it
+    (R0 0.1, R1 0.5, R2 2, as every system's grid): what a sampler's L1 from that many samples
+    cannot go below."""
+    import numpy as np
+
+    cells = np.stack(np.unravel_index(np.arange(height ** dim), (height,) * dim), axis=1)
+    ax = np.abs(cells / (height - 1) - 0.5)
+    reward = 0.1 + 0.5 * ((ax > 0.25) & (ax <= 0.5)).all(1) + 2.0 * ((ax > 0.3) & (ax < 0.4)).all(1)
+    target = reward / reward.sum()
+    rng = np.random.default_rng(seed)
+    return float(np.mean([np.abs(rng.multinomial(samples, target) / samples - target).sum() for _ in range(draws)]))
+
+
+def time_to_quality(curve: list[dict], threshold: float) -> float | None:
+    """Training seconds when the exact L1 first fell below `threshold` (None: never)."""
+    return next((point["seconds"] for point in curve if point["l1"] < threshold), None)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -127,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
                         help="which of our trainers to run: the eager default and/or --compile")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=sorted(PEERS))
+    parser.add_argument("--eval-every", type=int, default=100,
+                        help="exact L1 every N iterations, for the time to quality (not timed; 0: none)")
     parser.add_argument("--quick", action="store_true", help="200 iterations, seed 0, 20k samples")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout of this repository to run too, interleaved (A/B)")
@@ -143,22 +168,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None:
         baselines = {name.replace("ours", "baseline"): OURS[name] for name in ours}
     systems = ours + list(baselines) + [name for name in args.peers if pythons[name]]
+    # time to quality: the exact L1 below 1.5 x the L1 that `samples` exact draws of the target have
+    floors = {dim: noise_floor(dim, args.height, args.samples) for dim in args.dims}
+    thresholds = {dim: 1.5 * floors[dim] for dim in args.dims}
     runs = []
     for dim in args.dims:
         for seed in args.seeds:
             for system in systems:  # interleaved: ours, peer1, peer2, ours, ...
                 try:
                     if system in OURS:
-                        result = run_ours(dim, args.height, args.iters, seed, args.samples, OURS[system])
+                        result = run_ours(dim, args.height, args.iters, seed, args.samples, OURS[system],
+                                          eval_every=args.eval_every)
                     elif system in baselines:
                         result = run_ours(dim, args.height, args.iters, seed, args.samples, baselines[system],
-                                          root=args.baseline.resolve())
+                                          root=args.baseline.resolve(), eval_every=args.eval_every)
                     else:
-                        result = run_peer(system, pythons[system], dim, args.height, args.iters, seed, args.samples)
+                        result = run_peer(system, pythons[system], dim, args.height, args.iters, seed, args.samples,
+                                          args.eval_every)
                 except (RuntimeError, ValueError, IndexError) as error:
                     print(f"[bench] {system} D={dim} seed={seed} FAILED: {error}", flush=True)
                     continue
-                result.update(system=system, ndim=dim, height=args.height, seed=seed)
+                result.update(system=system, ndim=dim, height=args.height, seed=seed,
+                              seconds_to_quality=time_to_quality(result.get("curve", []), thresholds[dim]))
                 runs.append(result)
                 print(f"[bench] D={dim} seed={seed} {system:13s} {result['iters_per_s']:8.1f} it/s  "
                       f"L1={result.get('l1_samples')}", flush=True)
@@ -166,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     ratio_names = [f"{o}/peer" for o in ours]
     header = (f"{'D':>2} {'system':13s} {'it/s':>12} {'traj/s':>12} {'peak RSS MB':>12} {'L1 samples':>14} "
-              f"{'compile s':>10} " + " ".join(f"{name:>19}" for name in ratio_names))
+              f"{'exact L1':>14} {'s to quality':>13} {'compile s':>10} " + " ".join(f"{name:>19}" for name in ratio_names))
     lines = [header]
     fmt = lambda ms, p: f"{ms[0]:.{p}f}±{ms[1]:.{p}f}"  # noqa: E731
     for dim in args.dims:
@@ -179,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             row = {"ndim": dim, "system": system, "n": len(sel)}
             for key in ("iters_per_s", "trajectories_per_s", "peak_rss_mb", "l1_samples", "compile_seconds"):
                 row[key] = mean_std([r.get(key) for r in sel])
+            row["l1_exact"] = mean_std([r["curve"][-1]["l1"] if r.get("curve") else None for r in sel])
+            # seconds to quality: the mean over the seeds that got there, and how many did
+            reached = [r["seconds_to_quality"] for r in sel if r.get("seconds_to_quality") is not None]
+            row["seconds_to_quality"], row["reached_quality"] = mean_std(reached), f"{len(reached)}/{len(sel)}"
             peer = system not in OURS and system not in baselines
             for o in ours:
                 row[f"{o}_over_peer_iters_per_s"] = rates[o] / row["iters_per_s"][0] if peer else None
@@ -187,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             compile_s = "-" if math.isnan(row["compile_seconds"][0]) else f"{row['compile_seconds'][0]:.1f}"
             lines.append(f"{dim:>2} {system:13s} {fmt(row['iters_per_s'], 1):>12} "
                          f"{fmt(row['trajectories_per_s'], 0):>12} {fmt(row['peak_rss_mb'], 0):>12} "
-                         f"{fmt(row['l1_samples'], 3):>14} {compile_s:>10} "
+                         f"{fmt(row['l1_samples'], 3):>14} {fmt(row['l1_exact'], 3):>14} "
+                         f"{fmt(row['seconds_to_quality'], 2) + ' ' + row['reached_quality']:>13} {compile_s:>10} "
                          + " ".join(f"{r:>19}" for r in ratios))
+    lines.append(f"time to quality: training seconds until the exact L1 first fell below 1.5 x the L1 of "
+                 f"{args.samples} exact samples ({', '.join(f'{d}-D: {thresholds[d]:.4f}' for d in args.dims)}), "
+                 f"checked every {args.eval_every} iterations; mean over the seeds that reached it")
     print("\n".join(lines))
 
     try:
@@ -201,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "settings": {"dims": args.dims, "height": args.height, "iters": args.iters, "seeds": args.seeds,
+                     "eval_every": args.eval_every, "quality_thresholds": thresholds, "noise_floors": floors,
                      "samples": args.samples, "batch_size": 16, "hidden": 256, "layers": 2, "objective": "tb",
                      "lr": 1e-3, "lr_logz": 0.1},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),

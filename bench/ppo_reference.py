@@ -59,8 +59,8 @@ def main() -> None:
                "seconds_sb3": reference_seconds, "seconds_ours": seconds}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n| seed | reward calls (sb3 / ours) | expected reward sb3 | ours | seconds sb3 | ours | speed-up |\n"
-          f"| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| seed | reward calls (sb3 / ours) | expected reward sb3 | ours | seconds sb3 | ours | speed-up |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['seed']} | {r['reward_calls_sb3']} / {r['reward_calls_ours']} | {r['expected_reward_sb3']:.3f} | "
               f"{r['expected_reward_ours']:.3f} | {r['seconds_sb3']:.1f} | {r['seconds_ours']:.1f} | "

@@ -35,6 +35,8 @@ def test_train_writes_the_run_folder(grid_run):
     assert 0 <= summary["l1"] <= 2 and summary["seconds"] > 0
     lines = [json.loads(line) for line in (grid_run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines if "l1" in line] == [10, 20, 30]
+    seconds = [line["seconds"] for line in lines]  # training time so far, evaluation excluded
+    assert 0 < seconds[0] and seconds == sorted(seconds) and seconds[-1] <= summary["seconds"]
 
 
 def test_sample_then_offline_training_round_trip(grid_run, tmp_path, capsys):

@@ -6,7 +6,6 @@ of the last good state, or is skipped when asked."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

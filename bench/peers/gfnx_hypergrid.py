@@ -12,10 +12,12 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from gfnx import HypergridEnvironment
 from gfnx.reward.hypergrid import GeneralHypergridRewardModule
 from gfnx.utils.rollout import forward_rollout, forward_trajectory_log_probs
+from hypergrid_exact import all_states, forward_mask, terminal_distribution
 
 
 def init_mlp(key, sizes):
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--driver", choices=["loop", "scan"], default="loop")
+    parser.add_argument("--eval-every", type=int, default=0, help="exact L1 every N iterations (not timed)")
     args = parser.parse_args()
 
     env = HypergridEnvironment(GeneralHypergridRewardModule(R0=0.1, R1=0.5, R2=2.0),
@@ -79,6 +82,17 @@ def main() -> None:
         updates, o = optimizer.update(grads, o, p)
         return optax.apply_updates(p, updates), o, loss
 
+    grid = all_states(args.ndim, args.height)
+    features = jax.nn.one_hot(jnp.asarray(grid), args.height).reshape(len(grid), -1)  # gfnx's get_obs
+    allowed = jnp.asarray(forward_mask(grid, args.height))
+    exact_target = np.asarray(env.get_true_distribution(env_params)).reshape(-1).astype(np.float64)
+
+    def exact_l1(p) -> float:
+        logits = jnp.where(allowed, policy_fn(None, features, p)[0], -jnp.inf)
+        probs = np.asarray(jax.nn.softmax(logits, axis=1), dtype=np.float64)
+        return float(np.abs(terminal_distribution(probs, args.ndim, args.height) - exact_target).sum())
+
+    curve = []
     if args.driver == "loop":
         start = time.perf_counter()
         key, sub = jax.random.split(key)
@@ -86,12 +100,20 @@ def main() -> None:
         jax.block_until_ready(loss)
         compile_seconds = time.perf_counter() - start
 
-        start = time.perf_counter()
-        for _ in range(args.iters - 1):
+        seconds = 0.0
+        for iteration in range(2, args.iters + 1):
+            start = time.perf_counter()
             key, sub = jax.random.split(key)
             params, opt_state, loss = train_step(params, opt_state, sub)
-        jax.block_until_ready((params, loss))
-        seconds = time.perf_counter() - start
+            if args.eval_every and (iteration % args.eval_every == 0 or iteration == args.iters):
+                jax.block_until_ready(params)
+                seconds += time.perf_counter() - start
+                curve.append({"iteration": iteration, "seconds": seconds, "l1": exact_l1(params)})
+            else:
+                seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        jax.block_until_ready((params, loss))  # (the last steps dispatched asynchronously)
+        seconds += time.perf_counter() - start
         timed = args.iters - 1
     else:
         def body(carry, rng_key):
@@ -103,15 +125,21 @@ def main() -> None:
         def train(p, o, keys):
             return jax.lax.scan(body, (p, o), keys)
 
+        # the whole loop in one scan; with --eval-every, one scan per evaluation interval
+        span = args.eval_every if args.eval_every and args.iters % args.eval_every == 0 else args.iters
         key, sub = jax.random.split(key)
-        keys = jax.random.split(sub, args.iters)
+        keys = jax.random.split(sub, args.iters).reshape(args.iters // span, span, -1)
         start = time.perf_counter()
-        compiled = train.lower(params, opt_state, keys).compile()  # compilation alone, timed apart
+        compiled = train.lower(params, opt_state, keys[0]).compile()  # compilation alone, timed apart
         compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        (params, opt_state), losses = compiled(params, opt_state, keys)
-        jax.block_until_ready((params, losses))
-        seconds = time.perf_counter() - start
+        seconds = 0.0
+        for part, part_keys in enumerate(keys, start=1):
+            start = time.perf_counter()
+            (params, opt_state), losses = compiled(params, opt_state, part_keys)
+            jax.block_until_ready((params, losses))
+            seconds += time.perf_counter() - start
+            if args.eval_every:
+                curve.append({"iteration": part * span, "seconds": seconds, "l1": exact_l1(params)})
         timed = args.iters
 
     chunk = 10_000
@@ -133,7 +161,7 @@ def main() -> None:
     print(json.dumps({"iterations": args.iters, "driver": args.driver, "seconds": seconds, "iters_per_s": timed / seconds,
                       "trajectories_per_s": args.batch_size * timed / seconds, "l1_samples": l1,
                       "compile_seconds": compile_seconds,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "curve": curve}))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ import json
 import resource
 import time
 
+import numpy as np
 import torch
 from gfn.estimators import DiscretePolicyEstimator
 from gfn.gflownet import TBGFlowNet
 from gfn.gym import HyperGrid
 from gfn.preprocessors import KHotPreprocessor
 from gfn.utils.modules import MLP
+from hypergrid_exact import all_states, forward_mask, terminal_distribution
 
 
 def target(ndim: int, height: int) -> torch.Tensor:
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eval-every", type=int, default=0, help="exact L1 every N iterations (not timed)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
@@ -47,14 +50,29 @@ def main() -> None:
     optimizer = torch.optim.Adam(gfn.pf_pb_parameters(), lr=1e-3)
     optimizer.add_param_group({"params": gfn.logz_parameters(), "lr": 0.1})
 
-    start = time.perf_counter()
-    for _ in range(args.iters):
+    grid = torch.as_tensor(all_states(args.ndim, args.height))
+    features = torch.nn.functional.one_hot(grid, args.height).float().reshape(len(grid), -1)  # KHot's code
+    allowed = torch.as_tensor(forward_mask(grid.numpy(), args.height))
+    exact_target = target(args.ndim, args.height).double().numpy()
+
+    def exact_l1() -> float:
+        with torch.no_grad():
+            logits = pf_module(features).masked_fill(~allowed, -float("inf"))
+            probs = torch.softmax(logits.double(), dim=1).numpy()
+        return float(np.abs(terminal_distribution(probs, args.ndim, args.height) - exact_target).sum())
+
+    curve = []
+    seconds = 0.0
+    for iteration in range(1, args.iters + 1):
+        start = time.perf_counter()
         trajectories = gfn.sample_trajectories(env, n=args.batch_size, save_logprobs=True)
         loss = gfn.loss(env, trajectories, recalculate_all_logprobs=False)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    seconds = time.perf_counter() - start
+        seconds += time.perf_counter() - start
+        if args.eval_every and (iteration % args.eval_every == 0 or iteration == args.iters):
+            curve.append({"iteration": iteration, "seconds": seconds, "l1": exact_l1()})
 
     counts = torch.zeros(args.height ** args.ndim)
     weights = args.height ** torch.arange(args.ndim - 1, -1, -1)
@@ -68,7 +86,7 @@ def main() -> None:
     l1 = (counts / counts.sum() - target(args.ndim, args.height)).abs().sum().item()
     print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": args.iters / seconds,
                       "trajectories_per_s": args.batch_size * args.iters / seconds, "l1_samples": l1,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "curve": curve}))
 
 
 if __name__ == "__main__":

@@ -279,7 +279,9 @@ class Trainer:
                     self.step += 1
                     eval_seconds = 0.0
                     if self._due(cfg.log_every) or self._due(cfg.eval_every):
+                        so_far = self.train_seconds + time.perf_counter() - started
                         record, eval_seconds = self.record()
+                        record["seconds"] = so_far  # training time so far, evaluation excluded
                         bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "l1", "log_z") if record.get(k) is not None})
                         if self.files is not None and self.ranks.is_main:
                             self.files.log(record)
