@@ -374,8 +374,8 @@ class Fragments(MoleculeEnv):
                                 "(joined by the attachment rule) makes it")
             state, atoms, closed = stack.pop()
             if atoms == heavy:
-                if self._molecule_smiles(state.numpy()) == target:
-                    return state.numpy()
+                if self._molecule_smiles(state.cpu().numpy()) == target:
+                    return state.cpu().numpy()
                 continue
             mask = self.forward_mask(state[None].to(self.device))[0].cpu()
             undecided = [(i, a) for i, a in self.open_points(state[None].to(self.device))[0].cpu().nonzero().tolist()
@@ -391,7 +391,7 @@ class Fragments(MoleculeEnv):
             options += [(c, atoms + int(size[self.port_fragment[q]]), closed) for c, q in zip(children.cpu(), ports)]
             for option in options:
                 child, grown, shut = option
-                nodes, joins = self._tree(child.numpy())
+                nodes, joins = self._tree(child.cpu().numpy())
                 open_ = [point for point in self.open_points(child[None].to(self.device))[0].cpu().nonzero().tolist()
                          if tuple(point) not in shut]
                 partial = assemble(nodes, joins, keep={tuple(p) for p in open_})
