@@ -116,14 +116,15 @@ def run_peer(name: str, python: str, dim: int, height: int, iters: int, seed: in
 
 def noise_floor(dim: int, height: int, samples: int, draws: int = 5, seed: int = 0) -> float:
     """Mean L1 between the target and the empirical distribution of `samples` exact draws of it
-    (R0 0.1, R1 0.5, R2 2, as every system's grid): what a sampler's L1 from that many samples
-    cannot go below."""
+    (our hypergrid's default reward, R0 0.1, R1 0.5, R2 2, as every system's grid): what a
+    sampler's L1 from that many samples cannot go below."""
     import numpy as np
 
-    cells = np.stack(np.unravel_index(np.arange(height ** dim), (height,) * dim), axis=1)
-    ax = np.abs(cells / (height - 1) - 0.5)
-    reward = 0.1 + 0.5 * ((ax > 0.25) & (ax <= 0.5)).all(1) + 2.0 * ((ax > 0.3) & (ax < 0.4)).all(1)
-    target = reward / reward.sum()
+    from gflownets.envs import Hypergrid
+    from gflownets.evaluation import StateGraph
+
+    target = StateGraph(Hypergrid(ndim=dim, height=height)).target.double().cpu().numpy()
+    target = target / target.sum()  # (float64 again: multinomial checks that it sums to 1)
     rng = np.random.default_rng(seed)
     return float(np.mean([np.abs(rng.multinomial(samples, target) / samples - target).sum() for _ in range(draws)]))
 

@@ -105,12 +105,12 @@ def main() -> None:
             start = time.perf_counter()
             key, sub = jax.random.split(key)
             params, opt_state, loss = train_step(params, opt_state, sub)
-            if args.eval_every and (iteration % args.eval_every == 0 or iteration == args.iters):
-                jax.block_until_ready(params)
-                seconds += time.perf_counter() - start
+            evaluate = args.eval_every and (iteration % args.eval_every == 0 or iteration == args.iters)
+            if evaluate:
+                jax.block_until_ready(params)  # (the clock stops when the step is done)
+            seconds += time.perf_counter() - start
+            if evaluate:
                 curve.append({"iteration": iteration, "seconds": seconds, "l1": exact_l1(params)})
-            else:
-                seconds += time.perf_counter() - start
         start = time.perf_counter()
         jax.block_until_ready((params, loss))  # (the last steps dispatched asynchronously)
         seconds += time.perf_counter() - start

@@ -112,7 +112,7 @@ def _embeds(partial: Any, mol: Any) -> bool:
     dummies = [atom.GetIdx() for atom in partial.GetAtoms() if atom.GetAtomicNum() == 0]
     for index in reversed(dummies):
         core.RemoveAtom(index)
-    kept = [k for k in range(partial.GetNumAtoms()) if k not in set(dummies)]  # core atom -> partial atom
+    kept = sorted(set(range(partial.GetNumAtoms())) - set(dummies))  # core atom -> partial atom
     degree = [core.GetAtomWithIdx(k).GetDegree() for k in range(core.GetNumAtoms())]
     for match in mol.GetSubstructMatches(core, uniquify=False, maxMatches=10_000):
         if all(0 <= mol.GetAtomWithIdx(m).GetDegree() - degree[k] <= slack[kept[k]] for k, m in enumerate(match)):
@@ -365,36 +365,42 @@ class Fragments(MoleculeEnv):
             raise DataError(f"it contains none of the {self.n_fragments} fragments")
         size = torch.tensor([f.GetNumAtoms() for f in self._fragment_mols])
         A, Q = self.max_points, self.n_ports
-        roots = [(self._step(self.initial_states(1), torch.tensor([self.first_offset + f], device=self.device))[0].cpu(),
-                  int(size[f]), frozenset()) for f in torch.argsort(size, stable=True).tolist() if fits[f]]
-        stack, seen = [r for r in roots if r[1] <= heavy], set()
+
+        def undecided(state: torch.Tensor, closed: frozenset) -> list[tuple[int, int]]:
+            """The open points of a partial tree not yet left as hydrogens, in node and point order."""
+            points = self.open_points(state[None].to(self.device))[0].cpu().nonzero().tolist()
+            return [(i, a) for i, a in points if (i, a) not in closed]
+
+        order = [f for f in torch.argsort(size, stable=True).tolist() if fits[f] and size[f] <= heavy]
+        roots = self._step(self.initial_states(len(order)),
+                           self.first_offset + torch.tensor(order, dtype=torch.long, device=self.device)).cpu()
+        # (state, heavy atoms, points left as hydrogens, points still undecided)
+        stack = [(r, int(size[f]), frozenset(), undecided(r, frozenset())) for r, f in zip(roots, order)]
+        seen = set()
         for _ in range(SEARCH_LIMIT):
             if not stack:
                 raise DataError(f"no tree of at most {self.max_fragments} of the {self.n_fragments} fragments "
                                 "(joined by the attachment rule) makes it")
-            state, atoms, closed = stack.pop()
+            state, atoms, closed, points = stack.pop()
             if atoms == heavy:
                 if self._molecule_smiles(state.cpu().numpy()) == target:
                     return state.cpu().numpy()
                 continue
-            mask = self.forward_mask(state[None].to(self.device))[0].cpu()
-            undecided = [(i, a) for i, a in self.open_points(state[None].to(self.device))[0].cpu().nonzero().tolist()
-                         if (i, a) not in closed]
-            if not undecided:
+            if not points:
                 continue
-            i, a = undecided[0]
+            i, a = points[0]
+            mask = self.forward_mask(state[None].to(self.device))[0].cpu()
             ports = mask[(i * A + a) * Q:(i * A + a + 1) * Q].nonzero()[:, 0]
             ports = ports[fits[self.port_fragment[ports]] & (atoms + size[self.port_fragment[ports]] <= heavy)]
             ports = ports[torch.argsort(size[self.port_fragment[ports]], stable=True)]  # the largest popped first
-            options = [(state, atoms, closed | {(i, a)})]
+            options = [(state, atoms, closed | {(i, a)}, points[1:])]
             children = self._step(state.expand(len(ports), -1).to(self.device), ((i * A + a) * Q + ports).to(self.device))
-            options += [(c, atoms + int(size[self.port_fragment[q]]), closed) for c, q in zip(children.cpu(), ports)]
+            options += [(c, atoms + int(size[self.port_fragment[q]]), closed, undecided(c, closed))
+                        for c, q in zip(children.cpu(), ports)]
             for option in options:
-                child, grown, shut = option
+                child, grown, _, open_ = option
                 nodes, joins = self._tree(child.cpu().numpy())
-                open_ = [point for point in self.open_points(child[None].to(self.device))[0].cpu().nonzero().tolist()
-                         if tuple(point) not in shut]
-                partial = assemble(nodes, joins, keep={tuple(p) for p in open_})
+                partial = assemble(nodes, joins, keep=set(open_))
                 key = (len(nodes), Chem.MolToSmiles(partial))
                 if key not in seen:
                     seen.add(key)
