@@ -8,8 +8,9 @@ same settings, runs interleaved (ours, peer1, peer2, ours, ...) so machine load 
 `--baseline DIR` also runs our trainer from another checkout (say `git worktree add DIR REV`),
 interleaved with this one, as `baseline` / `baseline-compiled`: a before/after A/B in one run.
 
-Ours runs twice by default: the eager default (`ours`) and with `--compile` (`ours-compiled`,
-the rollout as one torch.compile graph). Compilation happens before the training clock starts
+Ours runs twice by default: eager (`ours`, `--no-compile`: what a run of fewer than 5000
+iterations takes by itself) and with `--compile` (`ours-compiled`, the rollout as one
+torch.compile graph). Compilation happens before the training clock starts
 and is reported as `compile s`, as gfnx's jit compilation is.
 
 A fair comparison: every system gets our network, one MLP trunk (2 x 256) with a P_F head and a
@@ -75,7 +76,7 @@ def peer_python(name: str) -> str | None:
         return None
 
 
-OURS = {"ours": [], "ours-compiled": ["--compile"]}
+OURS = {"ours": ["--no-compile"], "ours-compiled": ["--compile"]}
 
 
 def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: list[str],
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--ours", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
-                        help="which of our trainers to run: the eager default and/or --compile")
+                        help="which of our trainers to run: eager (--no-compile) and/or --compile")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=sorted(PEERS))
     parser.add_argument("--eval-every", type=int, default=100,
                         help="exact L1 every N iterations, for the time to quality (not timed; 0: none)")

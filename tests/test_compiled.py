@@ -4,14 +4,15 @@ makes the same trajectories as the same code run eagerly, and training with it l
 import pytest
 import torch
 
-from gflownets.envs import BitSeq, Hypergrid, Sets
+from gflownets.envs import DAG, BitSeq, Hypergrid, Sequence, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
-from gflownets.fast import ClosedFormTB, CompiledSampler, rollout_fixed_steps, trajectory_balance_gradients
+from gflownets.fast import (ClosedFormTB, CompiledSampler, KeptRollout, rollout_fixed_steps,
+                            trajectory_balance_gradients)
 from gflownets.fast import mlp
 from gflownets.objectives import trajectory_balance
 from gflownets.policies import MLPPolicy
-from gflownets.sampling import PAD, sample_forward
+from gflownets.sampling import PAD, Trajectories, sample_forward
 from gflownets.sources import OnPolicy, Replay
 from gflownets.training import RunConfig, Trainer
 from test_sampling import assert_matches
@@ -32,8 +33,15 @@ def fixed_step_batch(env, policy, n, generator, **kwargs):
         return rollout_fixed_steps(env, policy, uniforms, **kwargs)
 
 
+def small_bitseq():
+    """Prepend and append over 4 tokens: states hold PAD (-1) between real entries' ends."""
+    return BitSeq(length=6, token_bits=2, num_modes=4, mode_threshold=1, prepend=True)
+
+
 @pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=6), Hypergrid(ndim=3, height=3),
-                                 Sets(n_items=6, set_size=3)], ids=["hypergrid-2d", "hypergrid-3d", "sets"])
+                                 Sets(n_items=6, set_size=3), small_bitseq(),
+                                 Sequence(alphabet="abc", max_length=3, min_length=1), DAG(nodes=3, samples=20)],
+                         ids=["hypergrid-2d", "hypergrid-3d", "sets", "bitseq", "sequence", "dag"])
 def test_fixed_step_rollout_samples_the_policy_exactly(env):
     policy = peaked_policy(env)
     graph = StateGraph(env)
@@ -64,9 +72,10 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
     assert torch.equal(cut > 0, exited) and (~exited).any()
 
 
-@pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=4), Sets(n_items=6, set_size=3)],
-                         ids=["hypergrid", "sets"])
+@pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=4), Sets(n_items=6, set_size=3), small_bitseq(),
+                                 DAG(nodes=3, samples=20)], ids=["hypergrid", "sets", "bitseq", "dag"])
 def test_compiled_rollout_makes_the_same_trajectories_as_eager(env, generator):
+    """(The DAG's reward reads NumPy tables: it is computed after the graph, `reward_compiles`.)"""
     policy = peaked_policy(env)
     sampler = CompiledSampler(env, policy, gamma=0.3, temperature=0.7)
     assert sampler.warm_up(64) > 0 and sampler.compile_seconds > 0
@@ -94,12 +103,12 @@ def test_training_with_compile_learns_the_target():
 
 def test_compile_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="compile"):
-        Trainer(RunConfig(env="bitseq", compile=True), progress=False)
+        Trainer(RunConfig(env="bits", compile=True), progress=False)
     data = tmp_path / "objects.csv"
     data.write_text("x0,x1\n1,2\n")
     with pytest.raises(ConfigError, match="offline"):
         RunConfig(offline=str(data), compile=True).validate()
-    assert not BitSeq.compilable and Hypergrid.compilable and Sets.compilable
+    assert Hypergrid.compilable and Sets.compilable and BitSeq.compilable and DAG.compilable
 
 
 class _BranchingGrid(Hypergrid):
@@ -235,3 +244,84 @@ def test_a_users_reward_function_is_called_outside_the_graph(generator):
     sampler = CompiledSampler(env, peaked_policy(env))
     batch = sampler(64, generator)
     assert torch.allclose(batch.log_rewards, (1.0 + batch.terminal_states.sum(dim=1).double()).log())
+
+
+def test_closed_form_tb_on_sequences_is_autograds():
+    """Sequences: one-hot inputs read as indices (`MLPPolicy.one_hot_input`, whose weight
+    gradient is an index_add) and states whose empty slots are PAD (-1), which the closed form
+    must not mistake for padding rows."""
+    env = small_bitseq()
+    policy = peaked_policy(env)
+    assert policy.one_hot_input
+    with torch.no_grad():
+        rollout = fixed_step_batch(env, policy, 64, torch.Generator().manual_seed(1), gamma=0.1, keep=True)
+    batch = Trajectories(rollout.states, rollout.actions, rollout.lengths, env.log_reward(rollout.last))
+    loss, closed = trajectory_balance_gradients(policy, batch, KeptRollout(rollout.kept, *rollout.log_probs))
+    expected, grads = _loss_and_gradients(trajectory_balance, policy, batch)
+    assert loss == pytest.approx(float(expected), rel=1e-6)
+    for p, grad in zip(policy.parameters(), grads):
+        assert closed[p].stride() == p.stride()
+        # float32 sums in another order, of gradients up to ~100 (the peaked policy)
+        scale = float(grad.abs().max())
+        assert torch.allclose(closed[p], grad, rtol=1e-5, atol=1e-5 * scale), (p.shape, float((closed[p] - grad).abs().max()))
+
+
+# ---------------------------------------------------------------- one-hot inputs
+def test_one_hot_inputs_are_the_dense_layer_with_the_same_parameters(generator):
+    """Sequences' first layer sums weight columns (`embedding_bag`) instead of multiplying the
+    one-hot features: the same function and gradients, the same state_dict (shape and values)."""
+    env = Sequence(alphabet="abcd", max_length=5, min_length=1, prepend=True)
+    policy = peaked_policy(env)
+    first = policy.linear_layers[0]
+    assert policy.one_hot_input and first.weight.shape == (32, env.feature_dim)
+    states = sample_forward(env, policy, 30, generator).states.flatten(0, 1)[:100].clamp(min=-1)
+    indices = env.feature_indices(states)
+    assert torch.equal(torch.zeros(len(states), env.feature_dim).scatter_(1, indices, 1.0), env.features(states))
+    dense = torch.nn.functional.linear(env.features(states), first.weight, first.bias)
+    assert torch.allclose(policy.first_linear(policy.layer_input(states)), dense, atol=1e-5)
+    # a state_dict from a policy with the ordinary layout loads, and gives the same outputs
+    plain = MLPPolicy(env, hidden=32)
+    plain.one_hot_input = False
+    plain.load_state_dict(policy.state_dict())
+    assert torch.allclose(plain(states).forward_logits, policy(states).forward_logits, atol=1e-5)
+    policy.load_state_dict({k: v.contiguous() for k, v in plain.state_dict().items()})
+    assert first.weight.t().is_contiguous()  # loading keeps the fast layout
+
+
+# ---------------------------------------------------------------- which path runs by default
+def test_the_default_path_is_compiled_where_it_pays_and_says_so(monkeypatch, tmp_path):
+    from gflownets.fast.auto import AUTO_COMPILE_ITERS, choose_path
+
+    def choose(**options):
+        config = RunConfig(**{"env": "hypergrid", "iters": AUTO_COMPILE_ITERS, **options})
+        return choose_path(config, config.build_env())
+
+    assert RunConfig().compile is None
+    use, note = choose()
+    assert use and note.startswith("fast path") and "--no-compile" in note
+    use, note = choose(iters=AUTO_COMPILE_ITERS - 1)
+    assert not use and "would not repay" in note and "--compile" in note
+    use, note = choose(env="bits")
+    assert not use and "bits has no compilable rollout" in note
+    use, note = choose(condition="beta")
+    assert not use and "unconditional" in note
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    use, note = choose()
+    assert not use and "no C++ compiler" in note
+    monkeypatch.undo()
+    # the trainer records the choice in the run's config (a resumed run keeps its path)
+    trainer = Trainer(RunConfig(env="sets", iters=AUTO_COMPILE_ITERS, hidden=8), progress=False)
+    assert trainer.config.compile is True and isinstance(trainer.source, CompiledSampler)
+    assert trainer.path_note.startswith("fast path")
+    short = Trainer(RunConfig(env="sets", iters=10, hidden=8), progress=False)
+    assert short.config.compile is False and isinstance(short.source, OnPolicy)
+    assert Trainer(RunConfig(env="sets", iters=10, hidden=8, compile=False), progress=False).path_note is None
+
+
+def test_the_cli_says_which_path_runs_on_stderr(tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    assert run_cli("train", "sets", "--iters", 5, "--hidden", 8, "--out", tmp_path / "run") == 0
+    captured = capsys.readouterr()
+    assert "eager path: 5 iterations (< 5000) would not repay a compilation" in captured.err
+    assert "eager path" not in captured.out  # stdout is the summary's JSON

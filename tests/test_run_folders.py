@@ -133,4 +133,4 @@ def test_a_nan_reward_met_in_training_names_the_step_and_the_object(tmp_path):
 
 def test_a_run_too_large_for_exact_evaluation_says_so(capsys):
     Trainer(RunConfig(env="hypergrid", env_args={"ndim": 12, "height": 8}, iters=0), progress=True)
-    assert "no exact evaluation (hypergrid: 8^12 states, too many to enumerate)" in capsys.readouterr().out
+    assert "no exact evaluation (hypergrid: 8^12 states, too many to enumerate)" in capsys.readouterr().err

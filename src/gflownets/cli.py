@@ -33,6 +33,8 @@ ESTIMATE_BAR = 50_000
 ALIASES = {"exploration": ["--epsilon", "--gamma"]}
 #: RunConfig fields that are not options of `train` (set from the command's structure)
 NOT_OPTIONS = {"env", "env_args"}
+#: bool fields whose None default means "decided per run" (`--compile`, `--no-compile`, or neither)
+TRI_STATE_FLAGS = {"compile"}
 
 
 def _option_for(field: dataclasses.Field, prefix: str = "",
@@ -47,7 +49,7 @@ def _option_for(field: dataclasses.Field, prefix: str = "",
         default = shown_defaults[field.name]
     if default is not None:
         help_text += f"  [default: {default}]"
-    if isinstance(field.default, bool):
+    if isinstance(field.default, bool) or field.name in TRI_STATE_FLAGS:
         return click.Option([f"--{name}/--no-{name}", field.name], default=None, help=help_text)
     kind: Any = {int: int, float: float}.get(type(default), str)
     if field.name in CHOICES:
@@ -105,6 +107,7 @@ def _make_train_command(env_name: str) -> click.Command:
             if checkpoint is not None and main_rank:  # the checkpoint fits: say what changes, even --quiet
                 _echo_changes(checkpoint, config.to_dict())
             summary = trainer.run()
+            distributed.stop(wait_for_all=True)
         finally:
             distributed.stop()
         if not quiet:

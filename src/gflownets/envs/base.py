@@ -125,6 +125,9 @@ class DiscreteEnv(abc.ABC):
     #: their results are discarded).
     #: A rollout that does not trace is reported by a ConfigError before training starts.
     compilable: ClassVar[bool] = False
+    #: whether a compiled rollout may trace `default_log_reward` into its graph too; False where
+    #: the reward reads tables outside torch (NumPy, RDKit): it is then computed after the rollout
+    reward_compiles: ClassVar[bool] = True
     #: whether states carry a context (`envs.conditional.ConditionalEnv`): log Z is then a
     #: function of each trajectory's context (`Policy.context_log_z`), not one learned scalar
     conditional: ClassVar[bool] = False
@@ -206,6 +209,15 @@ class DiscreteEnv(abc.ABC):
     @abc.abstractmethod
     def features(self, states: torch.Tensor) -> torch.Tensor:
         """Float (B, feature_dim) input of the policy network."""
+
+    #: whether every `features` row is 0/1 with the same number of ones, which `feature_indices`
+    #: lists: the MLP's first layer then sums those columns of its weight instead of multiplying
+    #: a mostly-zero vector (the same function; far fewer operations for long one-hot inputs)
+    features_one_hot: ClassVar[bool] = False
+
+    def feature_indices(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, k) long: where each row of `features(states)` is 1 (with `features_one_hot`)."""
+        raise NotImplementedError(f"{self.name}: features are not one-hot (features_one_hot is False)")
 
     # ----------------------------------------------------------------- CSV form (defaults)
     #: columns `gflownets sample` writes after log_reward that describe each object for people

@@ -93,6 +93,8 @@ class DAG(DiscreteEnv):
 
     name = "dag"
     Config = DAGConfig
+    compilable = True
+    reward_compiles = False  # local scores come from a NumPy table filled on demand
     #: RunConfig values that `gflownets train dag` starts from (before --config and options):
     #: the settings tuned in bench/dag.py. One torch thread: the network is small, and two
     #: threads on a busy 2-core machine were much slower (bench/NOTES.md).

@@ -46,6 +46,7 @@ class SequenceEnv(DiscreteEnv):
     reference: torch.Tensor | None = None
     #: how many of the best distinct samples the top-k metrics use
     top_k: int = 100
+    compilable = True
 
     def _setup(self, vocab_size: int, max_length: int, min_length: int, prepend: bool) -> None:
         """The shared sizes, first checked (before a subclass builds its tables) against the limit
@@ -98,30 +99,36 @@ class SequenceEnv(DiscreteEnv):
         undo_prepend = (n > 1)[:, None] & (states[:, :1] == tokens)
         return torch.cat([undo_append, undo_prepend], dim=1)
 
+    # Both steps are branch-free tensor expressions (no `nonzero`, no data-dependent shapes), so
+    # that a rollout of them compiles into one graph (`compilable`); an append to a full
+    # sequence leaves it unchanged instead of raising (the masks never allow one).
     def _step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        out = states.clone()
-        is_append = actions < self.vocab_size
-        rows = is_append.nonzero().squeeze(1)
-        out[rows, self.lengths(states[rows])] = actions[rows]
-        if self.prepend:
-            rows = (~is_append).nonzero().squeeze(1)
-            shifted = torch.cat([(actions[rows] - self.vocab_size)[:, None], states[rows, :-1]], dim=1)
-            out[rows] = shifted
-        return out
+        positions = torch.arange(self.max_length, device=states.device)
+        at_end = positions == self.lengths(states)[:, None]
+        appended = torch.where(at_end & (actions < self.vocab_size)[:, None], actions[:, None], states)
+        if not self.prepend:
+            return appended
+        shifted = torch.cat([(actions - self.vocab_size)[:, None], states[:, :-1]], dim=1)
+        return torch.where((actions >= self.vocab_size)[:, None], shifted, appended)
 
     def _backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        out = states.clone()
-        is_append = actions < self.vocab_size
-        rows = is_append.nonzero().squeeze(1)
-        out[rows, self.lengths(states[rows]) - 1] = PAD
-        if self.prepend:
-            rows = (~is_append).nonzero().squeeze(1)
-            out[rows] = torch.cat([states[rows, 1:], states.new_full((len(rows), 1), PAD)], dim=1)
-        return out
+        positions = torch.arange(self.max_length, device=states.device)
+        at_last = positions == self.lengths(states)[:, None] - 1
+        unappended = torch.where(at_last & (actions < self.vocab_size)[:, None], PAD, states)
+        if not self.prepend:
+            return unappended
+        shifted = torch.cat([states[:, 1:], states.new_full((states.shape[0], 1), PAD)], dim=1)
+        return torch.where((actions >= self.vocab_size)[:, None], shifted, unappended)
 
     def features(self, states: torch.Tensor) -> torch.Tensor:
         """One-hot of each position over {empty, token 0, ..., token V-1}."""
         return torch.nn.functional.one_hot(states + 1, self.vocab_size + 1).flatten(1).float()
+
+    features_one_hot = True
+
+    def feature_indices(self, states: torch.Tensor) -> torch.Tensor:
+        blocks = torch.arange(self.max_length, device=states.device) * (self.vocab_size + 1)
+        return blocks + states + 1
 
     def mutate(self, objects: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One token of each sequence replaced by a different, uniformly drawn one; a change

@@ -21,9 +21,10 @@ def supports(policy: Policy) -> bool:
 def forward_keeping(policy: MLPPolicy, states: torch.Tensor) -> tuple[PolicyOutput, tuple[torch.Tensor, ...]]:
     """The policy's outputs, and each linear layer's input plus the heads' output: all that the
     backward pass needs (the sign of a LeakyReLU's output is the sign of its input)."""
-    kept = []
-    x = policy.env.features(states)
-    for layer in policy.linear_layers[:-1]:
+    x = policy.layer_input(states)
+    kept = [x]
+    x = F.leaky_relu(policy.first_linear(x), policy.negative_slope)
+    for layer in policy.linear_layers[1:-1]:
         kept.append(x)
         x = F.leaky_relu(F.linear(x, layer.weight, layer.bias), policy.negative_slope)
     kept.append(x)
@@ -58,8 +59,19 @@ def _backward(inputs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor], g
     grad_weights: list[torch.Tensor] = [None] * n
     grad_biases: list[torch.Tensor] = [None] * n
     for i in reversed(range(n)):
-        grad_weights[i] = grad.t().mm(inputs[i])
+        grad_weights[i] = _weight_gradient(grad, inputs[i], weights[i])
         grad_biases[i] = grad.sum(0)
         if i:  # through layer i's weights, then the LeakyReLU whose output was its input
             grad = torch.ops.aten.leaky_relu_backward(grad.mm(weights[i]), inputs[i], negative_slope, True)
     return grad_weights, grad_biases
+
+
+def _weight_gradient(grad: torch.Tensor, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """grad^T inputs; for the indices of one-hot inputs (`MLPPolicy.one_hot_input`), each row's
+    output gradient added to the weight columns of its ones, in the weight's own layout."""
+    if inputs.is_floating_point():
+        return grad.t().mm(inputs)
+    rows, ones = inputs.shape
+    columns = grad.new_zeros(weight.shape[1], weight.shape[0])
+    columns.index_add_(0, inputs.reshape(-1), grad.repeat_interleave(ones, dim=0))
+    return columns.t()

@@ -101,7 +101,11 @@ def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[to
     backward_logits = torch.cat([out.backward_logits for out in outputs])
     taken = torch.cat(taken)
     valid = taken != PAD
-    states = torch.cat(visited).clamp(min=0)
+    # rows past a trajectory's end are PAD; any real state stands in for them (their terms are
+    # masked to 0). Not a clamp: PAD (-1) is a legitimate entry of some states (sequences).
+    states = torch.cat(visited)
+    filler = env.initial_states(1).expand_as(states)
+    states = torch.where(valid.view(-1, *[1] * (states.dim() - 1)), states, filler)
     actions = taken.clamp(min=0)
     # the move into s_t is a_{t-1}; s_0 has none (any index will do: it is masked to 0)
     previous = F.pad(taken[:-n], (n, 0)).clamp(0, env.n_actions - 2)
@@ -143,9 +147,9 @@ class CompiledSampler(Stateless):
         #: the last batch and, with `keep`, what its rollout kept (`KeptRollout`)
         self.last_batch: Trajectories | None = None
         self.last_kept: KeptRollout | None = None
-        # the environment's own reward is computed in the graph; a user's reward function is
-        # arbitrary Python, so it is called on the final states afterwards
-        default_reward = env.reward_fn is None and env.log_reward_fn is None
+        # the environment's own reward is computed in the graph where it traces; a user's reward
+        # function is arbitrary Python, so it is called on the final states afterwards
+        default_reward = env.reward_compiles and env.reward_fn is None and env.log_reward_fn is None
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature,
                                     default_reward=default_reward, keep=keep)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python.

@@ -40,13 +40,32 @@ class MLPPolicy(Policy):
         self.head = nn.Linear(hidden, outputs)
         #: every linear layer, trunk then head (the same modules, for functional forward passes)
         self.linear_layers: tuple[nn.Linear, ...] = (*trunk[::2], self.head)
+        #: one-hot inputs (`env.features_one_hot`): the first layer sums the weight columns of
+        #: each state's ones, `embedding_bag` over the weight's transpose, which is stored
+        #: contiguous (the parameter keeps its (hidden, features) shape and state_dict form; only
+        #: its strides differ, and gathering whole rows is ~10x faster than strided columns)
+        self.one_hot_input = env.features_one_hot
+        if self.one_hot_input:
+            first = self.linear_layers[0]
+            first.weight = nn.Parameter(first.weight.detach().t().contiguous().t())
+
+    def layer_input(self, states: torch.Tensor) -> torch.Tensor:
+        """What the first linear layer reads: the features, or the indices of their ones."""
+        return self.env.feature_indices(states) if self.one_hot_input else self.env.features(states)
+
+    def first_linear(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The first linear layer (before its activation) of `layer_input`'s result."""
+        first = self.linear_layers[0]
+        if self.one_hot_input:
+            return F.embedding_bag(inputs, first.weight.t(), mode="sum") + first.bias
+        return F.linear(inputs, first.weight, first.bias)
 
     def heads(self, states: torch.Tensor) -> torch.Tensor:
         """Every head's outputs as one (B, n_forward + n_backward + n_flow) tensor."""
         # functional calls instead of nn.Sequential: the module-call overhead is comparable to the
         # matmuls themselves at the batch sizes of a rollout step
-        x = self.env.features(states)
-        for layer in self.linear_layers[:-1]:
+        x = F.leaky_relu(self.first_linear(self.layer_input(states)), self.negative_slope)
+        for layer in self.linear_layers[1:-1]:
             x = F.leaky_relu(F.linear(x, layer.weight, layer.bias), self.negative_slope)
         return F.linear(x, self.head.weight, self.head.bias)
 

@@ -128,9 +128,11 @@ class RunConfig:
                                        "good state) | skip the batch (the run stops after 100 in a row)")
     log_every: int = _field(10, "write a metrics line every N iterations")
     threads: int = _field(0, "torch threads (0: leave torch's default)")
-    compile: bool = _field(False, "compile the on-policy rollout into one graph with torch.compile: "
-                                  "faster iterations after a compilation of seconds to a minute, "
-                                  "for environments that support it (hypergrid, sets)")
+    compile: bool | None = _field(None, "compile the on-policy rollout into one graph with torch.compile: "
+                                         "faster iterations after a compilation of seconds to a minute "
+                                         "(hypergrid, sets, sequences, DAGs). Not given: compiled where the "
+                                         "environment supports it and the run is long enough to repay it "
+                                         "(gflownets.fast.auto); the run's config records the choice")
     device: str = _field("cpu", "torch device of the policy, the environment's tensors, sampling, "
                                 "replay and evaluation: cpu | cuda | cuda:N")
     exact: bool = _field(True, "exact evaluation against the enumerated target where the environment is "

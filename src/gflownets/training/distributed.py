@@ -57,8 +57,14 @@ def start(device: str) -> str:
     return device
 
 
-def stop() -> None:
+def stop(wait_for_all: bool = False) -> None:
+    """Leave the process group (a no-op outside one, or once left). `wait_for_all`, on a normal
+    end only: first wait until every rank is done, so that no rank tears down its transport while
+    another still talks to it (gloo aborts that rank). Not after an error: the other ranks may
+    never come, and the barrier would hang until the timeout."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
 
 

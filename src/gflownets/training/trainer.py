@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -82,6 +83,13 @@ class Trainer:
         self.context_evaluator = (ContextEvaluator(self.env, contexts_for(self.env, config.eval_contexts))
                                   if config.exact and self.env.conditional else None)
         self.modes = mode_tracker(self.env, self.graph)
+        #: the line that says which path runs (compiled or eager), when the config left it open
+        self.path_note: str | None = None
+        if config.compile is None:
+            from gflownets.fast.auto import choose_path
+
+            use, self.path_note = choose_path(config, self.env)
+            config = self.config = dataclasses.replace(config, compile=use)
         self.policy = build_policy(config, self.env).to(self.device)
         # Polyak averaging: training samples on-policy from the raw weights; evaluation, sampling
         # and plots use the average, which removes most of the step-to-step noise of small batches
@@ -130,7 +138,8 @@ class Trainer:
 
     def _note_no_exact(self, why: str) -> None:
         if self.progress:
-            tqdm.write(f"note: no exact evaluation ({why}); metrics come from samples (--final-samples N)")
+            tqdm.write(f"note: no exact evaluation ({why}); metrics come from samples (--final-samples N)",
+                       file=sys.stderr)
 
     def _copy(self, policy: Policy) -> Policy:
         return copy.deepcopy(policy, memo={id(self.env): self.env})
@@ -264,10 +273,12 @@ class Trainer:
                                   "stream and batch sources continue")
         if self.files is not None and self.ranks.is_main:
             self.files.start(cfg.dump(), self.step)
+        if self.path_note is not None and self.progress and self.step < self.total_iters:
+            tqdm.write(self.path_note, file=sys.stderr)  # stdout carries the summary
         warm_up = self._source_hook("warm_up")
         if warm_up is not None and self.step < self.total_iters:
             if self.progress:  # compile before the clock starts; its time is reported on its own
-                tqdm.write(f"compiling the {self.env.name} rollout (torch.compile) ...")
+                tqdm.write(f"compiling the {self.env.name} rollout (torch.compile) ...", file=sys.stderr)
             warm_up()
         bar = tqdm(total=self.total_iters, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=f"{self.env.name} {cfg.objective}", leave=True)
@@ -538,7 +549,8 @@ class Trainer:
                                           f"{recorded[data_path][:12]} -> {digest[:12]}): restore it, or pass "
                                           "--accept-changed-data to go on with the new contents")
                 if self.progress:
-                    tqdm.write(f"note: {data_path} changed since the checkpoint; going on with its new contents")
+                    tqdm.write(f"note: {data_path} changed since the checkpoint; going on with its new contents",
+                               file=sys.stderr)
 
 
 def _describe(env_state: dict[str, Any]) -> str:
