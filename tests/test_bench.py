@@ -1,10 +1,12 @@
-"""bench/hypergrid.py runs end to end on our trainers alone (eager and compiled, no peers)."""
+"""The benchmarks run end to end on our trainers alone (no peers), on tiny budgets."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,3 +68,26 @@ def test_bench_molecules_fragments_tiny_budget(tmp_path):
         calls = [p["reward_calls"] for p in row["curve"]]
         assert len(calls) == 4 and calls[-1] == 96 and all(c >= m for c, m in zip(calls, (24, 48, 72, 96)))
         assert 0 < row["top100_score"] <= 1 and 0 < row["top100_diversity"] <= 1
+
+
+def test_bench_bitseq_speed_ours_eager_only(tmp_path):
+    """bench/bitseq_speed.py end to end on our eager trainer alone (no peers, no compilation)."""
+    out = tmp_path / "bitseq_speed.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bitseq_speed.py"), "--systems", "ours-eager",
+                           "--iters", "20", "--seeds", "0", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["settings"]["beta"] == 240 and result["settings"]["test_size"] == 1000
+    (run,) = result["runs"]
+    assert run["system"] == "ours-eager" and run["seed"] == 0 and run["iterations"] == 20
+    assert run["seconds"] > 0 and run["iters_per_s"] > 0 and run["peak_rss_mb"] > 0
+    assert run["trajectories_per_s"] == pytest.approx(16 * run["iters_per_s"])
+    assert run["compile_seconds"] == 0
+    for suffix in ("", "_raw"):
+        assert -1 <= run[f"spearman{suffix}"] <= 1 and run[f"logp_minus_logr_std{suffix}"] > 0
+    assert abs(run["logp_minus_logr_mean"]) < 1e3
+    assert 0 <= run["modes_found"] <= 60
+    (row,) = result["summary"]
+    assert row["system"] == "ours-eager" and row["n"] == 1 and row["iters_per_s"] == run["iters_per_s"]
+    assert any(line.lstrip().startswith("ours-eager") for line in result["table"])

@@ -284,8 +284,11 @@ def test_one_hot_inputs_are_the_dense_layer_with_the_same_parameters(generator):
     plain.one_hot_input = False
     plain.load_state_dict(policy.state_dict())
     assert torch.allclose(plain(states).forward_logits, policy(states).forward_logits, atol=1e-5)
+    saved = policy.state_dict()
+    assert "trunk.0.weight" in saved and saved["trunk.0.weight"].shape == (32, env.feature_dim)
+    assert not any("rows" in key for key in saved)  # nn.Linear's form, as every other policy's
     policy.load_state_dict({k: v.contiguous() for k, v in plain.state_dict().items()})
-    assert first.weight.t().is_contiguous()  # loading keeps the fast layout
+    assert first.rows.is_contiguous()  # loading keeps the fast layout
 
 
 # ---------------------------------------------------------------- which path runs by default

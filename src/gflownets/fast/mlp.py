@@ -46,8 +46,9 @@ def parameter_gradients(policy: MLPPolicy, kept: tuple[torch.Tensor, ...], rows:
     inputs = [t.index_select(0, rows) for t in kept[:len(layers)]]
     grad_weights, grad_biases = _backward(inputs, [layer.weight for layer in layers], torch.cat(heads, dim=1),
                                           policy.negative_slope)
+    # a one-hot first layer's parameter is its weight's transpose (`OneHotLinear.rows`)
     return {parameter: grad for layer, grad_weight, grad_bias in zip(layers, grad_weights, grad_biases)
-            for parameter, grad in ((layer.weight, grad_weight), (layer.bias, grad_bias))}
+            for parameter, grad in ((getattr(layer, "rows", layer.weight), grad_weight), (layer.bias, grad_bias))}
 
 
 def _backward(inputs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor], grad: torch.Tensor,
@@ -67,11 +68,10 @@ def _backward(inputs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor], g
 
 
 def _weight_gradient(grad: torch.Tensor, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """grad^T inputs; for the indices of one-hot inputs (`MLPPolicy.one_hot_input`), each row's
-    output gradient added to the weight columns of its ones, in the weight's own layout."""
+    """grad^T inputs; for the indices of one-hot inputs (`OneHotLinear`), the gradient of its
+    transposed weight: each row's output gradient added to the weight rows of its ones."""
     if inputs.is_floating_point():
         return grad.t().mm(inputs)
-    rows, ones = inputs.shape
-    columns = grad.new_zeros(weight.shape[1], weight.shape[0])
-    columns.index_add_(0, inputs.reshape(-1), grad.repeat_interleave(ones, dim=0))
-    return columns.t()
+    n, ones = inputs.shape
+    rows = grad.new_zeros(weight.shape[1], weight.shape[0])
+    return rows.index_add_(0, inputs.reshape(-1), grad[:, None, :].expand(n, ones, -1).reshape(n * ones, -1))

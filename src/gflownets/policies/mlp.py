@@ -14,6 +14,38 @@ from gflownets.policies.base import Policy, PolicyOutput
 NEGATIVE_SLOPE = 0.01
 
 
+class OneHotLinear(nn.Module):
+    """A linear layer whose input is one-hot, given as the indices of its ones: the output is the
+    sum of those columns of the weight (`embedding_bag`), far less work than a matmul with a
+    mostly-zero vector. The weight is stored transposed, one contiguous row per input feature
+    (gathers read whole rows; the optimiser sees a contiguous tensor); `weight` is the usual
+    (out, in) view, and the state_dict holds it in nn.Linear's form, so checkpoints are alike."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        like = nn.Linear(in_features, out_features)  # nn.Linear's initialisation
+        self.rows = nn.Parameter(like.weight.detach().t().contiguous())
+        self.bias = nn.Parameter(like.bias.detach().clone())
+        self.register_state_dict_post_hook(self._save_as_linear)
+        self.register_load_state_dict_pre_hook(self._load_from_linear)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.rows.t()
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(indices, self.rows, mode="sum") + self.bias
+
+    @staticmethod
+    def _save_as_linear(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+        state_dict[prefix + "weight"] = state_dict.pop(prefix + "rows").t()
+
+    @staticmethod
+    def _load_from_linear(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+        if prefix + "weight" in state_dict:
+            state_dict[prefix + "rows"] = state_dict.pop(prefix + "weight").t()
+
+
 class MLPPolicy(Policy):
     """A shared trunk of `layers` hidden layers of width `hidden`, then one linear layer
     that emits every head at once (one matmul instead of three)."""
@@ -33,21 +65,16 @@ class MLPPolicy(Policy):
         weights = mlp_weights(env.feature_dim, hidden, layers, outputs)
         require_memory(f"an MLP of {weights} weights", 4 * weights, env.device, "lower hidden or layers")
         widths = [env.feature_dim] + [hidden] * layers
+        #: one-hot inputs (`env.features_one_hot`): the first layer reads the indices of the ones
+        self.one_hot_input = env.features_one_hot
         trunk: list[nn.Module] = []
         for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-            trunk += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(self.negative_slope)]
+            linear = OneHotLinear if self.one_hot_input and not trunk else nn.Linear
+            trunk += [linear(fan_in, fan_out), nn.LeakyReLU(self.negative_slope)]
         self.trunk = nn.Sequential(*trunk)
         self.head = nn.Linear(hidden, outputs)
         #: every linear layer, trunk then head (the same modules, for functional forward passes)
-        self.linear_layers: tuple[nn.Linear, ...] = (*trunk[::2], self.head)
-        #: one-hot inputs (`env.features_one_hot`): the first layer sums the weight columns of
-        #: each state's ones, `embedding_bag` over the weight's transpose, which is stored
-        #: contiguous (the parameter keeps its (hidden, features) shape and state_dict form; only
-        #: its strides differ, and gathering whole rows is ~10x faster than strided columns)
-        self.one_hot_input = env.features_one_hot
-        if self.one_hot_input:
-            first = self.linear_layers[0]
-            first.weight = nn.Parameter(first.weight.detach().t().contiguous().t())
+        self.linear_layers: tuple[nn.Module, ...] = (*trunk[::2], self.head)
 
     def layer_input(self, states: torch.Tensor) -> torch.Tensor:
         """What the first linear layer reads: the features, or the indices of their ones."""
@@ -57,7 +84,7 @@ class MLPPolicy(Policy):
         """The first linear layer (before its activation) of `layer_input`'s result."""
         first = self.linear_layers[0]
         if self.one_hot_input:
-            return F.embedding_bag(inputs, first.weight.t(), mode="sum") + first.bias
+            return first(inputs)
         return F.linear(inputs, first.weight, first.bias)
 
     def heads(self, states: torch.Tensor) -> torch.Tensor:

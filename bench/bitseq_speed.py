@@ -1,0 +1,229 @@
+"""Speed benchmark on bit sequences (the trajectory balance paper's task, append-only): our CLI
+trainer against peer libraries (gfnx, torchgfn), same task and network, runs interleaved (seed by
+seed, system by system) so machine load hits all alike.
+
+    python bench/bitseq_speed.py [--iters 2000] [--seeds 0 1 2] [--quick]
+                                 [--systems ours ours-eager gfnx gfnx-scan torchgfn]
+
+The task, identical for every system: n = 120 bits as 15 tokens of 8 bits, each step appends one
+token (one trajectory per object, so the uniform backward policy is exact and no system has a
+P_B head), log R(x) = -beta d(x) / n with beta = 240 (log R = -2 d), d the Hamming distance to
+the nearest of the 60 modes of `make_modes(120, 60, 0)`. The harness writes the modes, a test
+set of 1000 sequences (`BitSeq.test_set(1000, seed=0)`) and our log R of it to a file; each peer
+checks that its own reward gives the same log R on those sequences before it trains.
+
+The network, for all: one-hot of each position over {empty, token 0..255} (15 x 257), an MLP
+2 x 256 with LeakyReLU(0.01), a forward head (256 tokens, + exit where the system has an exit
+action), a learned log Z; trajectory balance, Adam lr 1e-3 (log Z 0.5), batch 16 on-policy, no
+exploration, one thread (`ONE_THREAD`). Ours runs twice: `ours` (`--compile`: the rollout as one
+torch.compile graph) and `ours-eager` (`--no-compile`); gfnx twice: a Python loop over its jitted
+step (`gfnx`) and the whole loop in one jitted `lax.scan` (`gfnx-scan`). Compilation (ours' and
+gfnx's) happens before the training clock starts and is reported apart as `compile s`.
+
+Quality, computed here the same way for every system from its exact log p(x) of the test set
+(the sum of the log P_F of the one trajectory's steps): the Spearman correlation between log p
+and log R, and the mean and standard deviation of log p - log R (constant, -log Z, for a perfect
+sampler: a smaller std is better); modes found: modes within Hamming distance 30 of a training
+sample. Ours is evaluated with the weights it samples with (the moving average, `ema_decay`
+0.99), and also with its raw weights (`*_raw`), which is what the peers have.
+
+Peers run in their own virtual environments under bench/.venvs/ (`peer_python`, shared with
+bench/hypergrid.py); a peer that cannot run is skipped. Writes bench/results/bitseq_speed.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from common import machine, table
+from hypergrid import BENCH, ONE_THREAD, OUR_LAUNCHER, ROOT, peer_python
+from gflownets.envs.bitseq import BitSeq, make_modes
+from gflownets.evaluation import estimate_log_prob
+from gflownets.training import load_run
+
+#: the task: 120 bits, tokens of 8, 60 modes of seed 0, beta 240, append-only
+TASK = {"length": 120, "token_bits": 8, "num_modes": 60, "mode_seed": 0, "beta": 240.0, "mode_threshold": 30}
+TEST_SIZE, TEST_SEED, BATCH_SIZE = 1000, 0, 16
+#: our two variants: the compiled rollout (forced) and eager
+OURS = {"ours": ["--compile"], "ours-eager": ["--no-compile"]}
+#: each peer: script and driver arguments; its name is also its key in bench/hypergrid.py's PEERS,
+#: which `peer_python` reads for the virtual environment
+PEERS = {
+    "gfnx": (BENCH / "peers" / "gfnx_bitseq.py", ["--driver", "loop"]),
+    "gfnx-scan": (BENCH / "peers" / "gfnx_bitseq.py", ["--driver", "scan"]),
+    "torchgfn": (BENCH / "peers" / "torchgfn_bitseq.py", []),
+}
+SYSTEMS = [*OURS, *PEERS]
+
+
+def make_task(directory: Path) -> tuple[Path, BitSeq, torch.Tensor, np.ndarray]:
+    """Our environment, the test set and its log R, written to `directory`/task.npz for the peers:
+    modes (60, 120) 0/1, test_tokens (1000, 15), test_log_r (1000,), token_bits, beta."""
+    env = BitSeq(**TASK)
+    modes = make_modes(TASK["length"], TASK["num_modes"], TASK["mode_seed"])
+    assert torch.equal(env.modes, modes), "the environment's modes are not make_modes(120, 60, 0)"
+    test = env.test_set(TEST_SIZE, seed=TEST_SEED)
+    log_r = env.log_reward(test).double().numpy()
+    path = directory / "task.npz"
+    np.savez(path, modes=modes.numpy().astype(np.uint8), test_tokens=test.numpy().astype(np.int64),
+             test_log_r=log_r, token_bits=TASK["token_bits"], beta=TASK["beta"])
+    return path, env, test, log_r
+
+
+def quality(log_p: np.ndarray, log_r: np.ndarray, suffix: str = "") -> dict:
+    """Spearman(log p, log R) and the mean and std of log p - log R over the test set."""
+    gap = np.asarray(log_p, dtype=np.float64) - log_r
+    return {f"spearman{suffix}": float(spearmanr(log_p, log_r).statistic),
+            f"logp_minus_logr_mean{suffix}": float(gap.mean()), f"logp_minus_logr_std{suffix}": float(gap.std())}
+
+
+def modes_found(env: BitSeq, tokens: np.ndarray) -> int:
+    """Modes within `mode_threshold` bits of any of the samples (our trainer's own count)."""
+    hit = torch.zeros(TASK["num_modes"], dtype=torch.bool)
+    for chunk in torch.as_tensor(tokens, dtype=torch.long).split(10_000):
+        hit |= env.modes_hit(chunk).any(dim=0)
+    return int(hit.sum())
+
+
+def run_ours(system: str, iters: int, seed: int, test: torch.Tensor, log_r: np.ndarray) -> dict:
+    """Our CLI in a child process (its own peak RSS); then its run folder is loaded here for the
+    exact log p(x) of the test set (one backward trajectory per object: exact when append-only)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-c", OUR_LAUNCHER, "train", "bitseq", "--length", str(TASK["length"]),
+               "--token-bits", str(TASK["token_bits"]), "--num-modes", str(TASK["num_modes"]),
+               "--mode-seed", str(TASK["mode_seed"]), "--beta", str(TASK["beta"]),
+               "--mode-threshold", str(TASK["mode_threshold"]), "--no-prepend", "--objective", "tb",
+               "--backward-policy", "uniform", "--batch-size", str(BATCH_SIZE), "--hidden", "256", "--layers", "2",
+               "--lr", "1e-3", "--lr-logz", "0.5", "--exploration", "0", "--iters", str(iters), "--seed", str(seed),
+               "--eval-every", "0", "--final-samples", "0", "--no-exact", "--quiet", "--threads", "1",
+               "--out", tmp, *OURS[system]]
+        env = {**os.environ, **ONE_THREAD,
+               "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+        trainer = load_run(tmp)
+        log_p = {suffix: estimate_log_prob(trainer.env, policy, test, 1).numpy()
+                 for suffix, policy in (("", trainer.eval_policy), ("_raw", trainer.policy))}
+    rss = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
+    seconds = summary["seconds"]
+    return {"iterations": summary["iterations"], "seconds": seconds, "iters_per_s": summary["iterations"] / seconds,
+            "trajectories_per_s": BATCH_SIZE * summary["iterations"] / seconds,
+            "compile_seconds": summary.get("compile_seconds", 0.0), "peak_rss_mb": rss[-1] if rss else None,
+            "log_z": summary["log_z"], "modes_found": summary["modes_found"],
+            **quality(log_p[""], log_r), **quality(log_p["_raw"], log_r, "_raw")}
+
+
+def run_peer(system: str, python: str, iters: int, seed: int, task: Path, env: BitSeq, log_r: np.ndarray) -> dict:
+    """The peer's script in its venv: one JSON line, and its training samples for modes found."""
+    script, driver_args = PEERS[system]
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = Path(tmp) / "samples.npy"
+        cmd = [python, str(script), "--task", str(task), "--samples-out", str(samples), "--iters", str(iters),
+               "--seed", str(seed), "--batch-size", str(BATCH_SIZE), *driver_args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD})
+        if proc.returncode != 0:
+            raise RuntimeError(f"{system} failed:\n{proc.stderr[-3000:]}")
+        result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+        result["modes_found"] = modes_found(env, np.load(samples))
+    result.update(quality(np.asarray(result.pop("log_p_test")), log_r))
+    return result
+
+
+def median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[dict]]:
+    """Per system: medians over the seeds (JSON rows) and the printed table's rows, with each
+    system's median it/s over each peer's."""
+    peers = [s for s in systems if s in PEERS and any(r["system"] == s for r in runs)]
+    keys = ["iters_per_s", "trajectories_per_s", "seconds", "compile_seconds", "peak_rss_mb", "spearman",
+            "logp_minus_logr_mean", "logp_minus_logr_std", "modes_found", "spearman_raw", "logp_minus_logr_std_raw"]
+    summary = []
+    for system in systems:
+        sel = [r for r in runs if r["system"] == system]
+        if sel:
+            row = {"system": system, "n": len(sel), **{key: median([r.get(key) for r in sel]) for key in keys}}
+            rates = [r["iters_per_s"] for r in sel]
+            row["iters_per_s_mean"], row["iters_per_s_std"] = statistics.mean(rates), statistics.pstdev(rates)
+            summary.append(row)
+    rate = {row["system"]: row["iters_per_s"] for row in summary}
+    for row in summary:
+        row["iters_per_s_over"] = {peer: row["iters_per_s"] / rate[peer] for peer in peers}
+    printed = [{"system": row["system"], "n": row["n"], "it/s": row["iters_per_s"], "traj/s": row["trajectories_per_s"],
+                "train s": row["seconds"], "compile s": row["compile_seconds"], "peak MB": row["peak_rss_mb"],
+                "spearman": row["spearman"], "std(logp-logR)": row["logp_minus_logr_std"],
+                "modes": row["modes_found"],
+                **{f"/{peer}": f"{ratio:.2f}x" for peer, ratio in row["iters_per_s_over"].items()}}
+               for row in summary]
+    return summary, printed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=None, help="default 2000 (200 with --quick)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
+    parser.add_argument("--systems", nargs="*", default=SYSTEMS, choices=SYSTEMS)
+    parser.add_argument("--quick", action="store_true", help="200 iterations, seed 0")
+    parser.add_argument("--out", default=str(BENCH / "results" / "bitseq_speed.json"))
+    args = parser.parse_args(argv)
+    args.iters = args.iters or (200 if args.quick else 2000)
+    args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    torch.set_num_threads(1)  # (the evaluation here; the training runs in children)
+
+    pythons = {name: peer_python(name) for name in args.systems if name in PEERS}
+    systems = [s for s in args.systems if s in OURS or pythons[s]]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        task, env, test, log_r = make_task(Path(tmp))
+        for seed in args.seeds:
+            for system in systems:  # interleaved: ours, ours-eager, peer1, ..., then the next seed
+                try:
+                    if system in OURS:
+                        result = run_ours(system, args.iters, seed, test, log_r)
+                    else:
+                        result = run_peer(system, pythons[system], args.iters, seed, task, env, log_r)
+                except (RuntimeError, ValueError, IndexError, KeyError, OSError) as error:
+                    print(f"[bench] {system} seed={seed} FAILED: {error}", flush=True)
+                    continue
+                result.update(system=system, seed=seed)
+                runs.append(result)
+                print(f"[bench] seed={seed} {system:10s} {result['iters_per_s']:8.1f} it/s  "
+                      f"spearman={result['spearman']:.3f}  modes={result['modes_found']}", flush=True)
+
+    summary, printed = summarise(runs, systems)
+    lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
+    lines.append(f"medians over seeds {args.seeds}, {args.iters} iterations of batch {BATCH_SIZE}; /PEER: it/s over "
+                 f"PEER's; spearman and std(logp-logR) on {TEST_SIZE} test sequences (ours: moving-average weights)")
+    print("\n".join(lines))
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {**TASK, "append_only": True, "iters": args.iters, "seeds": args.seeds, "systems": systems,
+                     "test_size": TEST_SIZE, "test_seed": TEST_SEED, "batch_size": BATCH_SIZE, "hidden": 256,
+                     "layers": 2, "activation": "leaky_relu(0.01)", "objective": "tb", "lr": 1e-3, "lr_logz": 0.5},
+        "machine": {**machine(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "runs": runs, "summary": summary, "table": lines}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
