@@ -1,7 +1,8 @@
 """The `--compile` fast path, all in one place: the on-policy rollout as one compiled graph of
 fixed shape (`rollout`), and, for trajectory balance on our MLP, the loss's gradients in closed
-form from what that rollout kept (`closed_form`, `mlp`). Nothing outside this package knows it
-exists: the trainer swaps in its batch source and, where it applies, its gradient step."""
+form from what that rollout kept (`closed_form`, `mlp`); and which path a run takes when its
+config does not say (`auto`). Nothing outside this package knows it exists: the trainer swaps in
+its batch source and, where it applies, its gradient step."""
 
 from __future__ import annotations
 
