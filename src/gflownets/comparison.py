@@ -153,8 +153,15 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
         generator = torch.Generator().manual_seed(config.seed)
         visits = VisitWindow(graph, window) if graph is not None else BestObjects(env, top_k)
         if method == "gfn":
-            # the comparison's graph measures the GFlowNet too: the trainer need not enumerate it again
-            trainer = Trainer(dataclasses.replace(config, exact=False), progress=False)
+            # the comparison's graph measures the GFlowNet too: the trainer need not enumerate it again;
+            # it runs for the budget, not for config.iters, so the budget decides its path
+            gfn_config = dataclasses.replace(config, exact=False)
+            if gfn_config.compile is None:
+                from gflownets.fast.auto import choose_path
+
+                iterations = dataclasses.replace(gfn_config, iters=max(1, budget // config.batch_size))
+                gfn_config = dataclasses.replace(gfn_config, compile=choose_path(iterations, env)[0])
+            trainer = Trainer(gfn_config, progress=False)
 
             def step() -> tuple[torch.Tensor, int]:
                 # charged what the environment scored: fresh samples, local search's and mutation
