@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ import torch
 from scipy.stats import spearmanr
 
 from common import machine, table
-from hypergrid import BENCH, ONE_THREAD, OUR_LAUNCHER, ROOT, peer_python
+from hypergrid import BENCH, peer_python, run_peer_script, train_ours
 from gflownets.envs.bitseq import BitSeq, make_modes
 from gflownets.evaluation import estimate_log_prob
 from gflownets.training import load_run
@@ -101,28 +100,22 @@ def run_ours(system: str, iters: int, seed: int, test: torch.Tensor, log_r: np.n
     """Our CLI in a child process (its own peak RSS); then its run folder is loaded here for the
     exact log p(x) of the test set (one backward trajectory per object: exact when append-only)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", OUR_LAUNCHER, "train", "bitseq", "--length", str(TASK["length"]),
-               "--token-bits", str(TASK["token_bits"]), "--num-modes", str(TASK["num_modes"]),
-               "--mode-seed", str(TASK["mode_seed"]), "--beta", str(TASK["beta"]),
-               "--mode-threshold", str(TASK["mode_threshold"]), "--no-prepend", "--objective", "tb",
-               "--backward-policy", "uniform", "--batch-size", str(BATCH_SIZE), "--hidden", "256", "--layers", "2",
-               "--lr", "1e-3", "--lr-logz", "0.5", "--exploration", "0", "--iters", str(iters), "--seed", str(seed),
-               "--eval-every", "0", "--final-samples", "0", "--no-exact", "--quiet", "--threads", "1",
-               "--out", tmp, *OURS[system]]
-        env = {**os.environ, **ONE_THREAD,
-               "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
+        peak_rss_mb = train_ours(["bitseq", "--length", str(TASK["length"]), "--token-bits", str(TASK["token_bits"]),
+                                  "--num-modes", str(TASK["num_modes"]), "--mode-seed", str(TASK["mode_seed"]),
+                                  "--beta", str(TASK["beta"]), "--mode-threshold", str(TASK["mode_threshold"]),
+                                  "--no-prepend", "--objective", "tb", "--backward-policy", "uniform",
+                                  "--batch-size", str(BATCH_SIZE), "--hidden", "256", "--layers", "2", "--lr", "1e-3",
+                                  "--lr-logz", "0.5", "--exploration", "0", "--iters", str(iters), "--seed", str(seed),
+                                  "--eval-every", "0", "--final-samples", "0", "--no-exact", "--quiet",
+                                  "--threads", "1", "--out", tmp, *OURS[system]])
         summary = json.loads((Path(tmp) / "summary.json").read_text())
         trainer = load_run(tmp)
         log_p = {suffix: estimate_log_prob(trainer.env, policy, test, 1).numpy()
                  for suffix, policy in (("", trainer.eval_policy), ("_raw", trainer.policy))}
-    rss = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
     seconds = summary["seconds"]
     return {"iterations": summary["iterations"], "seconds": seconds, "iters_per_s": summary["iterations"] / seconds,
             "trajectories_per_s": BATCH_SIZE * summary["iterations"] / seconds,
-            "compile_seconds": summary.get("compile_seconds", 0.0), "peak_rss_mb": rss[-1] if rss else None,
+            "compile_seconds": summary.get("compile_seconds", 0.0), "peak_rss_mb": peak_rss_mb,
             "log_z": summary["log_z"], "modes_found": summary["modes_found"],
             **quality(log_p[""], log_r), **quality(log_p["_raw"], log_r, "_raw")}
 
@@ -134,10 +127,7 @@ def run_peer(system: str, python: str, iters: int, seed: int, task: Path, env: B
         samples = Path(tmp) / "samples.npy"
         cmd = [python, str(script), "--task", str(task), "--samples-out", str(samples), "--iters", str(iters),
                "--seed", str(seed), "--batch-size", str(BATCH_SIZE), *driver_args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD})
-        if proc.returncode != 0:
-            raise RuntimeError(f"{system} failed:\n{proc.stderr[-3000:]}")
-        result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+        result = run_peer_script(system, cmd)
         result["modes_found"] = modes_found(env, np.load(samples))
     result.update(quality(np.asarray(result.pop("log_p_test")), log_r))
     return result

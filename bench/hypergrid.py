@@ -79,28 +79,42 @@ def peer_python(name: str) -> str | None:
 OURS = {"ours": ["--no-compile"], "ours-compiled": ["--compile"]}
 
 
+def train_ours(args: list[str], root: Path = ROOT) -> float | None:
+    """`gflownets train ARGS` of the checkout at `root` in a child process, one thread; raises with
+    its stderr if it fails; returns the child's peak RSS in MB."""
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", OUR_LAUNCHER, "train", *args], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
+    rss = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
+    return rss[-1] if rss else None
+
+
+def run_peer_script(name: str, cmd: list[str]) -> dict:
+    """A peer's script (`cmd`, its venv's python first), one thread; its last JSON line."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+
+
 def run_ours(dim: int, height: int, iters: int, seed: int, samples: int, flags: list[str],
              root: Path = ROOT, eval_every: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", OUR_LAUNCHER, "train", "hypergrid", "--ndim", str(dim),
-               "--height", str(height), "--iters", str(iters), "--batch-size", "16", "--hidden", "256",
-               "--layers", "2", "--lr", "1e-3", "--lr-logz", "0.1", "--objective", "tb",
-               "--seed", str(seed), "--eval-every", str(eval_every), "--final-samples", str(samples),
-               "--quiet", "--threads", "1", "--out", tmp, *flags]
-        env = {**os.environ, **ONE_THREAD,
-               "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"our trainer failed:\n{proc.stderr[-3000:]}")
+        peak_rss_mb = train_ours(["hypergrid", "--ndim", str(dim), "--height", str(height), "--iters", str(iters),
+                                  "--batch-size", "16", "--hidden", "256", "--layers", "2", "--lr", "1e-3",
+                                  "--lr-logz", "0.1", "--objective", "tb", "--seed", str(seed),
+                                  "--eval-every", str(eval_every), "--final-samples", str(samples), "--quiet",
+                                  "--threads", "1", "--out", tmp, *flags], root)
         summary = json.loads((Path(tmp) / "summary.json").read_text())
         records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     curve = [{"iteration": r["step"], "seconds": r["seconds"], "l1": r["l1"]} for r in records if "l1" in r]
-    rss = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
     seconds = summary["seconds"]
     return {"iterations": summary["iterations"], "seconds": seconds,
             "iters_per_s": summary["iterations"] / seconds,
             "trajectories_per_s": 16 * summary["iterations"] / seconds,
-            "l1_samples": summary.get("l1_samples"), "peak_rss_mb": rss[-1] if rss else None,
+            "l1_samples": summary.get("l1_samples"), "peak_rss_mb": peak_rss_mb,
             "compile_seconds": summary.get("compile_seconds", 0.0), "curve": curve}
 
 
@@ -109,10 +123,7 @@ def run_peer(name: str, python: str, dim: int, height: int, iters: int, seed: in
     cmd = [python, str(PEERS[name]["script"]), "--ndim", str(dim), "--height", str(height),
            "--iters", str(iters), "--seed", str(seed), "--samples", str(samples),
            "--eval-every", str(eval_every), *PEERS[name]["args"]]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD})
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    return run_peer_script(name, cmd)
 
 
 def noise_floor(dim: int, height: int, samples: int, draws: int = 5, seed: int = 0) -> float:

@@ -156,9 +156,9 @@ def tradeoff(args: argparse.Namespace) -> dict:
                 draws = torch.multinomial(probs.float(), n, replacement=True,
                                           generator=torch.Generator().manual_seed(seed)).numpy()
                 ids, first = np.unique(molecules[draws], return_index=True)
-                best = np.argsort(-scores[draws][first], kind="stable")[:100]
-                top = [smiles[i] for i in ids[best]]
-                points.append((float(scores[draws][first][best].mean()), tanimoto_diversity(top)))
+                distinct_scores = scores[draws[first]]
+                best = np.argsort(-distinct_scores, kind="stable")[:100]
+                points.append((float(distinct_scores[best].mean()), tanimoto_diversity([smiles[i] for i in ids[best]])))
             score, diversity = np.mean(points, axis=0)
             rows.append({"sampler": name, "draws": n, "top100_score": float(score), "top100_diversity": float(diversity)})
             print(rows[-1], flush=True)

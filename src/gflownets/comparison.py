@@ -159,8 +159,8 @@ def compare(config: RunConfig, methods_to_run: list[str], budget: int, every: in
             if gfn_config.compile is None:
                 from gflownets.fast.auto import choose_path
 
-                iterations = dataclasses.replace(gfn_config, iters=max(1, budget // config.batch_size))
-                gfn_config = dataclasses.replace(gfn_config, compile=choose_path(iterations, env)[0])
+                use, _ = choose_path(gfn_config, env, iterations=budget // config.batch_size)
+                gfn_config = dataclasses.replace(gfn_config, compile=use)
             trainer = Trainer(gfn_config, progress=False)
 
             def step() -> tuple[torch.Tensor, int]:

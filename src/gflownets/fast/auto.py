@@ -20,8 +20,10 @@ from gflownets.envs.base import DiscreteEnv
 AUTO_COMPILE_ITERS = 5000
 
 
-def choose_path(config, env: DiscreteEnv) -> tuple[bool, str]:
-    """(compile?, a line that says which path runs and why) for `config.compile` None."""
+def choose_path(config, env: DiscreteEnv, iterations: int | None = None) -> tuple[bool, str]:
+    """(compile?, a line that says which path runs and why) for `config.compile` None, for a run
+    of `iterations` (default `config.iters`)."""
+    iterations = config.iters if iterations is None else iterations
     force = "--compile to force it"
     if config.offline is not None:
         return False, "eager path: offline training has no rollout to compile"
@@ -29,8 +31,8 @@ def choose_path(config, env: DiscreteEnv) -> tuple[bool, str]:
         return False, "eager path: the compiled rollout is unconditional"
     if not env.compilable:
         return False, f"eager path: {env.name} has no compilable rollout (DiscreteEnv.compilable)"
-    if config.iters < AUTO_COMPILE_ITERS:
-        return False, (f"eager path: {config.iters} iterations (< {AUTO_COMPILE_ITERS}) would not repay a "
+    if iterations < AUTO_COMPILE_ITERS:
+        return False, (f"eager path: {iterations} iterations (< {AUTO_COMPILE_ITERS}) would not repay a "
                        f"compilation; {force}")
     missing = _missing_toolchain(env.device)
     if missing:
