@@ -14,15 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_hypergrid_quick_ours_only(tmp_path):
     out = tmp_path / "hypergrid.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "hypergrid.py"), "--quick", "--dims", "2",
-                           "--iters", "50", "--peers", "--out", str(out)],
+                           "--iters", "50", "--ours", "eager", "--peers", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
+    # (the compiled path's child process is the same one with --compile; test_compiled covers it,
+    # and a cold compile here cost half a minute)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    assert [r["system"] for r in result["runs"]] == ["ours", "ours-compiled"]
-    for run in result["runs"]:
-        assert run["iters_per_s"] > 0 and run["peak_rss_mb"] > 0
-        assert 0 <= run["l1_samples"] <= 2
-    assert result["runs"][0]["compile_seconds"] == 0 < result["runs"][1]["compile_seconds"]
+    assert [r["system"] for r in result["runs"]] == ["ours"]
+    (run,) = result["runs"]
+    assert run["iters_per_s"] > 0 and run["peak_rss_mb"] > 0 and run["compile_seconds"] == 0
+    assert 0 <= run["l1_samples"] <= 2
 
 
 def test_bench_scaling_one_cell(tmp_path):

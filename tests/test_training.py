@@ -42,6 +42,7 @@ def test_same_seed_same_result_other_seed_differs():
     dict(objective="db", replay_size=12, replay_batch=4, replay_keep="best", local_search=2),
     dict(objective="fm", temperature=1.5),
     dict(objective="tb", replay_size=20, replay_batch=4, replay_keep="best", mutations=6),
+    dict(objective="tb", mutations=4, mutation_steps=3),
     dict(objective="tb", compile=True, exploration=0.2, replay_size=20, replay_batch=4),
     dict(objective="tb", compile=True),  # on-policy: the closed-form gradients of every batch
 ])
@@ -207,6 +208,30 @@ def test_mutation_search_trains_on_the_proposals_of_persistent_chains():
     assert torch.equal(chains.chain_log_rewards, trainer.env.log_reward(chains.chains))
 
 
+def test_several_mutation_steps_train_on_where_the_chains_moved():
+    trainer = Trainer(small_config(mutations=6, mutation_steps=3), progress=False)
+    trainer.source.sample(trainer.generator)
+    chains = trainer.find_source(MutationChains)
+    before = chains.chains.clone()
+    batch = trainer.source.sample(trainer.generator)
+    moved = (chains.chains != before).any(dim=1)
+    # the batch's extra objects are the chains that moved, where they are now (<= 3 moves away)
+    assert torch.equal(batch.terminal_states[8:], chains.chains[moved])
+    assert ((chains.chains - before).abs().sum(dim=1) <= 3).all()
+    assert torch.equal(batch.log_rewards[8:], trainer.env.log_reward(batch.terminal_states[8:]))
+
+
+def test_policy_guided_mutations_keep_ehrlich_chains_feasible_and_scored():
+    config = RunConfig(env="ehrlich", env_args={"num_states": 6, "dim": 8, "num_motifs": 2, "motif_length": 3},
+                       iters=6, hidden=16, eval_every=0, mutations=8, mutation_steps=4, mutation_guide=0.5)
+    trainer = Trainer(config, progress=False)
+    for _ in range(6):
+        trainer.train_step()
+    chains = trainer.find_source(MutationChains)
+    assert trainer.env.oracle.feasible(chains.chains).all()
+    assert torch.equal(chains.chain_log_rewards, trainer.env.log_reward(chains.chains))
+
+
 def test_mutation_chains_sample_the_reward():
     """Metropolis with a symmetric proposal: the chains' objects follow R exactly (2-D H5,
     128 chains, states pooled over 300 steps after 100 of burn-in)."""
@@ -226,6 +251,12 @@ def test_mutation_search_needs_an_environment_that_mutates():
         Trainer(RunConfig(env="sets", mutations=4), progress=False)
     with pytest.raises(ConfigError, match="mutations must be >= 0"):
         small_config(mutations=-1).validate()
+    with pytest.raises(ConfigError, match="mutation_steps must be > 0"):
+        small_config(mutations=4, mutation_steps=0).validate()
+    with pytest.raises(ConfigError, match=r"mutation_guide must be in \[0, 1\)"):
+        small_config(mutations=4, mutation_guide=1.0).validate()
+    with pytest.raises(ConfigError, match="hypergrid has no policy-guided mutation"):
+        Trainer(small_config(mutations=4, mutation_guide=0.5), progress=False)
     with pytest.raises(ConfigError, match="do not apply to offline training"):
         small_config(mutations=4, offline="data.csv").validate()
 

@@ -48,6 +48,7 @@ RUN_CAPS: dict[str, tuple[int, str]] = {
     "batch_size": (MAX_BATCH, "every rollout step holds a row per trajectory"),
     "replay_batch": (MAX_BATCH, "every replayed object is walked back to s0 in each iteration"),
     "mutations": (MAX_BATCH, "each chain keeps an object and proposes a move in each iteration"),
+    "mutation_steps": (10_000, "each chain takes this many Metropolis steps, one reward call each, per iteration"),
     "hidden": (MAX_HIDDEN, "a hidden layer holds hidden^2 weights (1 GiB at the limit)"),
     "layers": (MAX_LAYERS, "each layer adds a matrix product to every step of every rollout"),
     "eval_samples": (MAX_SAMPLES, SAMPLES_WHY),

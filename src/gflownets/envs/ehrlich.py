@@ -219,11 +219,14 @@ class Ehrlich(SequenceEnv):
         "holo32": dict(num_states=32, dim=32, num_motifs=4, motif_length=4),
     }
 
-    #: RunConfig values that `gflownets train ehrlich` starts from (before --config and options):
-    #: the recipe of bench/ehrlich_tb.py that reached f = 1 on the 32/32/4/4 function in every
-    #: seed: reward-prioritised replay and 32 Metropolis chains of point mutations (bench/README.md)
-    run_defaults = {"iters": 10000, "lr_logz": 0.5, "replay_size": 1000, "replay_batch": 8,
-                    "replay_keep": "best", "mutations": 32, "eval_every": 1000, "threads": 1}
+    #: RunConfig values that `gflownets train ehrlich` starts from (before --config and options),
+    #: chosen on oracle seeds 1-5 (bench/ehrlich_tb.py --oracle-seeds, bench/NOTES.md): 16
+    #: Metropolis chains of 8 point mutations per iteration whose new token the policy proposes
+    #: half of the time (most oracle calls go to the search; the policy learns from where the
+    #: chains move and steers them), a small on-policy batch, reward-prioritised replay
+    run_defaults = {"iters": 3000, "lr_logz": 0.5, "batch_size": 4, "replay_size": 1000, "replay_batch": 4,
+                    "replay_keep": "best", "mutations": 16, "mutation_steps": 8, "mutation_guide": 0.5,
+                    "eval_every": 500, "threads": 1}
 
     def __init__(self, config: EhrlichConfig | None = None, *, reward_floor: float | None = None, **kwargs):
         """As `DiscreteEnv`'s, except that `reward_floor` defaults to the config's `floor`."""

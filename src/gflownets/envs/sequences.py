@@ -22,6 +22,7 @@ that would create a forbidden neighbour pair, so every reachable sequence is fea
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -143,6 +144,46 @@ class SequenceEnv(DiscreteEnv):
         mutants[rows, position] = (objects[rows, position] + shift) % self.vocab_size
         keep = self.feasible(mutants) & (lengths > 0)
         return torch.where(keep[:, None], mutants, objects)
+
+    def guided_mutate(self, objects: torch.Tensor, next_token_logits: Callable[[torch.Tensor], torch.Tensor],
+                      generator: torch.Generator, guide: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """A point mutation whose new token comes from a learned model: at a uniform position i,
+        draw from q = guide * softmax(next_token_logits(x_<i)) + (1 - guide) * uniform, both over
+        the tokens that fit between x_{i-1} and x_{i+1}, the current one excluded. The policy's
+        append logits at the prefix x_<i (a state) give the next-token model, so a policy
+        trained on good sequences proposes the tokens that completed motifs elsewhere. Returns
+        (proposals, log q(x | x') - log q(x' | x)), the Metropolis-Hastings correction: the
+        prefix, and so q, is the same both ways. A row with no other token to place comes back
+        unchanged."""
+        n, length = objects.shape
+        rows = torch.arange(n, device=objects.device)
+        lengths = self.lengths(objects)
+        device = draw_device(generator, objects)
+        position = (torch.rand(n, generator=generator, device=device) * lengths).long().to(objects.device)
+        prefix = torch.where(torch.arange(length, device=objects.device) >= position[:, None], PAD, objects)
+        fits = torch.ones(n, self.vocab_size, dtype=torch.bool, device=objects.device)
+        if self.allowed is not None:
+            before = objects[rows, (position - 1).clamp(min=0)]
+            after = objects[rows, (position + 1).clamp(max=length - 1)]
+            fits &= self.allowed[before] | (position == 0)[:, None]
+            fits &= self.allowed[:, after].T | (position + 1 >= lengths)[:, None]
+        with torch.no_grad():
+            logits = next_token_logits(prefix)[:, :self.vocab_size].double()
+        model = logits.masked_fill(~fits, float("-inf")).softmax(dim=-1).nan_to_num(0.0)
+        q = guide * model + (1 - guide) * fits.double() / fits.sum(dim=-1, keepdim=True).clamp(min=1)
+        current = objects[rows, position]
+        q_current = q[rows, current]
+        others = q.clone()
+        others[rows, current] = 0.0
+        movable = (others.sum(dim=-1) > 1e-12) & (lengths > 0)
+        others[~movable, 0] = 1.0  # a placeholder draw, discarded below
+        token = torch.multinomial(others.to(device), 1, generator=generator).squeeze(1).to(objects.device)
+        q_token = q[rows, token]
+        log_q_ratio = (q_current.log() - (1 - q_token).log()) - (q_token.log() - (1 - q_current).log())
+        mutants = objects.clone()
+        mutants[rows, position] = token
+        proposals = torch.where(movable[:, None], mutants, objects)
+        return proposals, torch.where(movable, log_q_ratio, torch.zeros_like(log_q_ratio))
 
     # ------------------------------------------------------------------ enumeration
     def n_states_upper_bound(self) -> int:

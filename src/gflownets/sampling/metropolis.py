@@ -3,7 +3,7 @@ the move the trainer's mutation search and the benchmarks' MCMC baseline share."
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -17,19 +17,32 @@ class MetropolisStep(NamedTuple):
     proposal_log_rewards: torch.Tensor  # (m,)
 
 
+#: an asymmetric proposal: (objects, generator) -> (proposals, log q(x | x') - log q(x' | x));
+#: a row it leaves unchanged is no proposal
+Proposal = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
 def metropolis_step(env: DiscreteEnv, objects: torch.Tensor, log_rewards: torch.Tensor,
-                    generator: torch.Generator) -> MetropolisStep:
-    """One step of n chains: propose `env.mutate(objects)`, move with probability
-    min(1, R(x') / R(x)). For a symmetric proposal (sequence point mutations, hypergrid moves)
-    each chain leaves R invariant. A proposal the environment did not make (the row came back
-    unchanged) is a rejection that costs no reward call."""
-    proposals = env.mutate(objects, generator)
+                    generator: torch.Generator, propose: Proposal | None = None) -> MetropolisStep:
+    """One step of n chains: propose `env.mutate(objects)` (or `propose`'s moves), move with
+    probability min(1, R(x') q(x | x') / (R(x) q(x' | x))): each chain leaves R invariant. For a
+    symmetric proposal (sequence point mutations, hypergrid moves) the q ratio is 1. A proposal
+    the environment did not make (the row came back unchanged) is a rejection that costs no
+    reward call."""
+    if propose is None:
+        proposals = env.mutate(objects, generator)
+        log_q_ratio = None
+    else:
+        proposals, log_q_ratio = propose(objects, generator)
     changed = (proposals != objects).flatten(1).any(dim=1)
     proposals = proposals[changed]
     proposal_log_rewards = env.log_reward(proposals)
     uniform = torch.rand(len(proposals), generator=generator, dtype=torch.float64,
                          device=draw_device(generator, proposals))
-    accept = uniform.log() < (proposal_log_rewards - log_rewards[changed])
+    log_ratio = proposal_log_rewards - log_rewards[changed]
+    if log_q_ratio is not None:
+        log_ratio = log_ratio + log_q_ratio[changed]
+    accept = uniform.log() < log_ratio
     moved = changed.nonzero().squeeze(1)[accept]
     objects, log_rewards = objects.clone(), log_rewards.clone()
     objects[moved] = proposals[accept]

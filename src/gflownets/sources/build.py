@@ -35,7 +35,8 @@ def build_source(config: Any, env: DiscreteEnv, policy: Policy, observe: Observe
         source = LocalSearch(source, env, policy, config.local_search, config.exploration, config.temperature,
                              observe)
     if config.mutations:
-        source = MutationChains(source, env, policy, config.mutations, observe)
+        source = MutationChains(source, env, policy, config.mutations, observe,
+                                config.mutation_steps, config.mutation_guide)
     if config.replay_size:
         buffer = ReplayBuffer(config.replay_size, env.state_shape, config.replay_keep, device=env.device)
         source = Replay(source, env, policy, buffer, config.replay_batch)

@@ -10,7 +10,7 @@ import torch
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
 from gflownets.policies.base import Policy
-from gflownets.sampling.metropolis import metropolis_step
+from gflownets.sampling.metropolis import Proposal, metropolis_step
 from gflownets.sampling.trajectories import Trajectories, sample_backward
 from gflownets.sources.base import BatchSource, Observer
 
@@ -26,11 +26,15 @@ class MutationChains:
     et al. 2023, and LS-GFN's Metropolis filtering, Kim et al. 2024, are the same idea)."""
 
     def __init__(self, inner: BatchSource, env: DiscreteEnv, policy: Policy, n_chains: int,
-                 observe: Observer | None = None):
+                 observe: Observer | None = None, steps: int = 1, guide: float = 0.0):
         if type(env).mutate is DiscreteEnv.mutate:
             raise ConfigError(f"mutations: {env.name} defines no mutation of its objects "
                               "(implement DiscreteEnv.mutate to use mutation search)")
         self.inner, self.env, self.policy, self.n_chains, self.observe = inner, env, policy, n_chains, observe
+        if guide and not hasattr(env, "guided_mutate"):
+            raise ConfigError(f"mutation_guide: {env.name} has no policy-guided mutation "
+                              "(sequence environments have one); use mutation_guide 0")
+        self.steps, self.guide = steps, guide
         #: the chains' objects and log-rewards (None until the first batch)
         self.chains: torch.Tensor | None = None
         self.chain_log_rewards: torch.Tensor | None = None
@@ -41,14 +45,40 @@ class MutationChains:
             picks = torch.randint(len(batch), (self.n_chains,), generator=generator, device=generator.device)
             self.chains = batch.terminal_states[picks].clone()
             self.chain_log_rewards = batch.log_rewards[picks].clone()
-        step = metropolis_step(self.env, self.chains, self.chain_log_rewards, generator)
-        self.chains, self.chain_log_rewards = step.objects, step.log_rewards
-        if not len(step.proposals):
+        if self.steps == 1:
+            step = metropolis_step(self.env, self.chains, self.chain_log_rewards, generator, self._proposal())
+            self.chains, self.chain_log_rewards = step.objects, step.log_rewards
+            trained, trained_log_rewards = step.proposals, step.proposal_log_rewards
+            if self.observe is not None and len(trained):
+                self.observe(trained)
+        else:
+            # several steps per iteration spend the oracle calls on search; the policy trains on
+            # where the chains moved (samples of R), not on every rejected proposal
+            start = self.chains
+            for _ in range(self.steps):
+                step = metropolis_step(self.env, self.chains, self.chain_log_rewards, generator,
+                                       self._proposal())
+                self.chains, self.chain_log_rewards = step.objects, step.log_rewards
+                if self.observe is not None and len(step.proposals):
+                    self.observe(step.proposals)
+            moved = (self.chains != start).flatten(1).any(dim=1)
+            trained, trained_log_rewards = self.chains[moved], self.chain_log_rewards[moved]
+        if not len(trained):
             return batch
-        if self.observe is not None:
-            self.observe(step.proposals)
-        walked = sample_backward(self.env, self.policy, step.proposals, generator, step.proposal_log_rewards)
+        walked = sample_backward(self.env, self.policy, trained, generator, trained_log_rewards)
         return Trajectories.cat([batch, walked])
+
+    def _proposal(self) -> Proposal | None:
+        """The policy-guided point mutation (`guide` > 0), else None: the environment's `mutate`."""
+        if not self.guide:
+            return None
+
+        def next_token_logits(prefixes: torch.Tensor) -> torch.Tensor:
+            return self.policy.forward_logits(prefixes)
+
+        def propose(objects: torch.Tensor, generator: torch.Generator):
+            return self.env.guided_mutate(objects, next_token_logits, generator, self.guide)
+        return propose
 
     def state_dict(self) -> dict[str, Any]:
         chains = (self.chains, self.chain_log_rewards) if self.chains is not None else None

@@ -117,6 +117,11 @@ class RunConfig:
                                "(proposal: the environment's `mutate`, one random change), started from "
                                "on-policy samples; every proposal is trained on too, walked backward "
                                "with P_B (0: off)")
+    mutation_steps: int = _field(1, "mutation search: Metropolis steps of every chain per iteration; with more "
+                                    "than one, the policy trains on the chains' new objects only")
+    mutation_guide: float = _field(0.0, "mutation search: weight of the policy in the point mutations' new "
+                                        "token (the rest uniform over the tokens that fit), with the "
+                                        "Metropolis-Hastings correction; sequences only (0: uniform, 0..1)")
     offline: str | None = _field(None, "CSV of finished objects to train on (backward-sampled)")
     epochs: int = _field(0, "offline: passes over the data set (overrides iters when > 0)")
     seed: int = _field(0, "random seed")
@@ -286,7 +291,7 @@ class RunConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         positive = ["batch_size", "hidden", "layers", "lr", "lr_logz", "temperature", "subtb_lambda",
-                    "reward_timeout"]
+                    "reward_timeout", "mutation_steps"]
         for key in positive:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -311,6 +316,8 @@ class RunConfig:
             raise ConfigError(f"temperature must be in [0.001, 1000], got {self.temperature!r}")
         if not 0.0 <= self.exploration <= 1.0:
             raise ConfigError(f"exploration (gamma) must be in [0, 1], got {self.exploration!r}")
+        if not 0.0 <= self.mutation_guide < 1.0:  # some uniform weight keeps every chain ergodic
+            raise ConfigError(f"mutation_guide must be in [0, 1), got {self.mutation_guide!r}")
         if self.replay_batch > 0 and self.replay_size == 0:
             raise ConfigError("replay_batch > 0 needs replay_size > 0")
         if self.offline is not None and (self.local_search or self.mutations):
