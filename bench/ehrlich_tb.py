@@ -102,12 +102,13 @@ def mcmc_run(oracle_seed: int, calls: int, seed: int) -> dict:
             "distinct_f=1": len(counter.optima), "seconds": time.perf_counter() - started}
 
 
-def gflownet_run(oracle_seed: int, calls: int, seed: int, samples: int) -> dict:
-    """`gflownets train ehrlich`'s defaults, trained until `calls` oracle calls; then `samples`
-    draws from the trained sampler (the EMA policy, as `gflownets sample` draws)."""
+def gflownet_run(oracle_seed: int, calls: int, seed: int, samples: int, recipe: dict) -> dict:
+    """`recipe` (`gflownets train ehrlich`'s defaults unless overridden), trained until `calls`
+    oracle calls; then `samples` draws from the trained sampler (the EMA policy, as
+    `gflownets sample` draws)."""
     env = Ehrlich(num_states=32, dim=32, num_motifs=4, motif_length=4, oracle_seed=oracle_seed)
     counter = env.oracle = CountingOracle(env.oracle)
-    config = RunConfig(**{**Ehrlich.run_defaults, "seed": seed, "eval_every": 0, "compile": False})
+    config = RunConfig(**{**recipe, "seed": seed, "eval_every": 0, "compile": False})
     trainer = Trainer(config, env=env, progress=False)
     started = time.perf_counter()
     while counter.calls < calls:
@@ -133,13 +134,17 @@ def median(values: list[float | None]) -> float:
 
 
 def generalise(args) -> None:
+    recipe = dict(Ehrlich.run_defaults)
+    for item in args.recipe:  # KEY=VALUE overrides, typed as the default they replace
+        key, _, value = item.partition("=")
+        recipe[key] = type(getattr(RunConfig(), key))(value)
     runs, summary = [], []
     for oracle_seed in parse_seeds(args.oracle_seeds):
         mcmc = [mcmc_run(oracle_seed, args.calls, s) for s in range(args.mcmc_seeds)]
-        mcmc_median = median([r["first_f=1_calls"] for r in mcmc])
+        mcmc_median = median([r["first_f=1_calls"] for r in mcmc]) if mcmc else float("nan")
         gfn = []
         for seed in parse_seeds(args.train_seeds):
-            row = gflownet_run(oracle_seed, args.calls, seed, args.samples)
+            row = gflownet_run(oracle_seed, args.calls, seed, args.samples, recipe)
             hit = row["first_f=1_calls"]
             row["within_mcmc_median"] = hit is not None and hit <= mcmc_median
             gfn.append(row)
@@ -152,14 +157,14 @@ def generalise(args) -> None:
             "gfn_first_f=1": ",".join(str(r["first_f=1_calls"]) for r in gfn),
             "gfn_within_median": f"{sum(r['within_mcmc_median'] for r in gfn)}/{len(gfn)}",
             "gfn_median_first_f=1": median([r["first_f=1_calls"] for r in gfn]),
-            "mcmc_distinct_f=1": sum(r["distinct_f=1"] for r in mcmc) / len(mcmc),
+            "mcmc_distinct_f=1": sum(r["distinct_f=1"] for r in mcmc) / max(len(mcmc), 1),
             "gfn_distinct_f=1_training": sum(r["distinct_f=1"] for r in gfn) / len(gfn),
             "gfn_sampler_distinct_f=1": sum(r["sampler_distinct_f=1"] for r in gfn) / len(gfn),
             "gfn_sampler_fraction_f=1": sum(r["sampler_fraction_f=1"] for r in gfn) / len(gfn),
-            "mcmc_seconds": sum(r["seconds"] for r in mcmc) / len(mcmc),
+            "mcmc_seconds": sum(r["seconds"] for r in mcmc) / max(len(mcmc), 1),
             "gfn_seconds": sum(r["seconds"] for r in gfn) / len(gfn)})
         print(table(summary[-1:], list(summary[0])), flush=True)
-        result = {"task": "ehrlich V=32 L=32 c=4 k=4, per oracle seed", "recipe": Ehrlich.run_defaults,
+        result = {"task": "ehrlich V=32 L=32 c=4 k=4, per oracle seed", "recipe": recipe,
                   "calls": args.calls, "machine": machine(), "args": vars(args), "summary": summary,
                   "runs": runs}
         path = write_json(args.out, result)  # after each function: a long report keeps what it has
@@ -197,6 +202,8 @@ def main() -> None:
     parser.add_argument("--train-seeds", default="0-2")
     parser.add_argument("--mcmc-seeds", type=int, default=10, help="MCMC runs per function")
     parser.add_argument("--calls", type=int, default=120_000, help="oracle calls per run (generalisation)")
+    parser.add_argument("--recipe", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="generalisation: RunConfig values over the environment's recipe")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.oracle_seeds is not None:

@@ -92,3 +92,26 @@ def test_bench_bitseq_speed_ours_eager_only(tmp_path):
     (row,) = result["summary"]
     assert row["system"] == "ours-eager" and row["n"] == 1 and row["iters_per_s"] == run["iters_per_s"]
     assert any(line.lstrip().startswith("ours-eager") for line in result["table"])
+
+
+def test_bench_ehrlich_generalisation_tiny_budget(tmp_path):
+    """bench/ehrlich_tb.py --oracle-seeds: the GFlowNet's default recipe and MCMC per function at
+    equal oracle calls, on a budget of 3000 calls."""
+    out = tmp_path / "ehrlich_generalise.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ehrlich_tb.py"), "--oracle-seeds", "0,6",
+                           "--train-seeds", "0", "--mcmc-seeds", "2", "--calls", "3000", "--samples", "200",
+                           "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert [row["oracle_seed"] for row in result["summary"]] == [0, 6]
+    assert [row["held_out"] for row in result["summary"]] == [True, True]
+    assert result["recipe"]["mutations"] > 0 and result["calls"] == 3000
+    for run in result["runs"]:
+        # each run stops at the first iteration (or MCMC step) that reaches the budget
+        assert 3000 <= run["calls"] < 3000 + 200 and 0 < run["max_f"] <= 1
+        assert run["first_f=1_calls"] is None or run["first_f=1_calls"] <= run["calls"]
+        assert (run["distinct_f=1"] > 0) == (run["max_f"] == 1) and run["seconds"] > 0
+    gfn = [run for run in result["runs"] if run["method"] == "GFlowNet"]
+    assert len(gfn) == 2 and all(0 <= r["sampler_fraction_f=1"] <= 1 and 0 < r["sampler_top100_f"] <= 1 for r in gfn)
+    assert sum(run["method"] == "MCMC" for run in result["runs"]) == 4

@@ -19,7 +19,8 @@ from gflownets.envs import Bits
 from gflownets.errors import ConfigError
 from gflownets.evaluation.likelihood import estimate_log_prob
 from gflownets.policies import MLPPolicy
-from gflownets.sampling.back_and_forth import back_and_forth, metropolis_hastings
+from gflownets.sampling.back_and_forth import back_and_forth
+from gflownets.sampling.metropolis import metropolis_hastings
 
 from cli_helpers import one_error_line, run_cli
 

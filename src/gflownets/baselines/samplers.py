@@ -17,7 +17,8 @@ import torch
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
 from gflownets.policies.uniform import UniformPolicy
-from gflownets.sampling.back_and_forth import back_and_forth, metropolis_hastings
+from gflownets.sampling.back_and_forth import back_and_forth
+from gflownets.sampling.metropolis import metropolis_hastings
 from gflownets.sampling.metropolis import metropolis_step
 from gflownets.sampling.trajectories import sample_forward
 

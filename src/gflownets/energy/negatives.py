@@ -24,7 +24,8 @@ from gflownets.envs.bits import Bits
 from gflownets.errors import ConfigError
 from gflownets.objectives.balance import trajectory_balance
 from gflownets.policies.mlp import MLPPolicy
-from gflownets.sampling.back_and_forth import back_and_forth, metropolis_hastings
+from gflownets.sampling.back_and_forth import back_and_forth
+from gflownets.sampling.metropolis import metropolis_hastings
 from gflownets.sampling.trajectories import sample_backward, sample_forward
 
 Energy = Callable[[torch.Tensor], torch.Tensor]

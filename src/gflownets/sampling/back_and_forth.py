@@ -11,8 +11,9 @@ the forward walk (actions f_j),
     log q(x' -> x) = sum_j log P_B(f_j | v_{j+1}) + sum_j log P_F(b_j | u_{j+1}),
 
 the reverse move walking back along the forward path and forward along the backward one, and
-x' is accepted with probability min(1, R(x') q(x' -> x) / (R(x) q(x -> x'))). Forward steps
-never exit (exit is masked), so x' is as many steps from s0 as x."""
+x' is accepted by `metropolis.metropolis_hastings`: with probability min(1, R(x') q(x' -> x) /
+(R(x) q(x -> x'))). Forward steps never exit (exit is masked), so x' is as many steps from s0
+as x."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from gflownets.envs.base import DiscreteEnv, draw_device
+from gflownets.envs.base import DiscreteEnv
 from gflownets.policies.base import Policy
 from gflownets.policies.distributions import masked_log_softmax, sample_categorical
 
@@ -74,16 +75,3 @@ def _moves(env: DiscreteEnv, states: torch.Tensor) -> torch.Tensor:
     mask = env.forward_mask(states).clone()
     mask[:, env.exit_action] = False
     return mask
-
-
-def metropolis_hastings(current: torch.Tensor, current_log_rewards: torch.Tensor, proposals: torch.Tensor,
-                        proposal_log_rewards: torch.Tensor, log_ratio: torch.Tensor,
-                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row by row, keep the proposal with probability min(1, exp(log R' - log R + log_ratio)).
-    Returns the chains' new objects and a (n,) bool tensor of which moved."""
-    log_accept = proposal_log_rewards.double() - current_log_rewards.double() + log_ratio
-    uniform = torch.rand(len(current), generator=generator, dtype=torch.float64,
-                         device=draw_device(generator, current))
-    accepted = uniform.to(current.device).log() < log_accept
-    shape = (-1,) + (1,) * (current.dim() - 1)
-    return torch.where(accepted.view(shape), proposals, current), accepted

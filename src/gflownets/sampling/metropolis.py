@@ -37,14 +37,26 @@ def metropolis_step(env: DiscreteEnv, objects: torch.Tensor, log_rewards: torch.
     changed = (proposals != objects).flatten(1).any(dim=1)
     proposals = proposals[changed]
     proposal_log_rewards = env.log_reward(proposals)
-    uniform = torch.rand(len(proposals), generator=generator, dtype=torch.float64,
-                         device=draw_device(generator, proposals))
-    log_ratio = proposal_log_rewards - log_rewards[changed]
+    log_ratio = torch.zeros(len(proposals), dtype=torch.float64, device=proposals.device)
     if log_q_ratio is not None:
-        log_ratio = log_ratio + log_q_ratio[changed]
-    accept = uniform.log() < log_ratio
+        log_ratio = log_q_ratio[changed].double()
+    _, accept = metropolis_hastings(objects[changed], log_rewards[changed], proposals, proposal_log_rewards,
+                                    log_ratio, generator)
     moved = changed.nonzero().squeeze(1)[accept]
     objects, log_rewards = objects.clone(), log_rewards.clone()
     objects[moved] = proposals[accept]
     log_rewards[moved] = proposal_log_rewards[accept].to(log_rewards.dtype)
     return MetropolisStep(objects, log_rewards, proposals, proposal_log_rewards)
+
+
+def metropolis_hastings(current: torch.Tensor, current_log_rewards: torch.Tensor, proposals: torch.Tensor,
+                        proposal_log_rewards: torch.Tensor, log_ratio: torch.Tensor,
+                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row by row, keep the proposal with probability min(1, exp(log R' - log R + log_ratio)).
+    Returns the chains' new objects and a (n,) bool tensor of which moved."""
+    log_accept = proposal_log_rewards.double() - current_log_rewards.double() + log_ratio
+    uniform = torch.rand(len(current), generator=generator, dtype=torch.float64,
+                         device=draw_device(generator, current))
+    accepted = uniform.to(current.device).log() < log_accept
+    shape = (-1,) + (1,) * (current.dim() - 1)
+    return torch.where(accepted.view(shape), proposals, current), accepted
