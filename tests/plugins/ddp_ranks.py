@@ -19,8 +19,12 @@ def main(out: str, options: str, resume: bool) -> None:
         trainer = Trainer(config, out, progress=False, resume=resume)
         trainer.run()
         torch.save(trainer.policy.state_dict(), f"{out}/rank{rank}.pt")
-    finally:
-        distributed.stop()
+    except BaseException:
+        distributed.stop()  # no barrier: the other rank may never arrive
+        raise
+    # as the CLI ends a run: every rank done before any tears down its transport (a rank that
+    # leaves while the other still talks to it gets gloo's SIGABRT)
+    distributed.stop(wait_for_all=True)
 
 
 if __name__ == "__main__":
