@@ -18,8 +18,7 @@ from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
 from gflownets.policies.uniform import UniformPolicy
 from gflownets.sampling.back_and_forth import back_and_forth
-from gflownets.sampling.metropolis import metropolis_hastings
-from gflownets.sampling.metropolis import metropolis_step
+from gflownets.sampling.metropolis import metropolis_hastings, metropolis_step
 from gflownets.sampling.trajectories import sample_forward
 
 if TYPE_CHECKING:

@@ -37,9 +37,8 @@ def metropolis_step(env: DiscreteEnv, objects: torch.Tensor, log_rewards: torch.
     changed = (proposals != objects).flatten(1).any(dim=1)
     proposals = proposals[changed]
     proposal_log_rewards = env.log_reward(proposals)
-    log_ratio = torch.zeros(len(proposals), dtype=torch.float64, device=proposals.device)
-    if log_q_ratio is not None:
-        log_ratio = log_q_ratio[changed].double()
+    log_ratio = (log_q_ratio[changed].double() if log_q_ratio is not None
+                 else torch.zeros(len(proposals), dtype=torch.float64, device=proposals.device))
     _, accept = metropolis_hastings(objects[changed], log_rewards[changed], proposals, proposal_log_rewards,
                                     log_ratio, generator)
     moved = changed.nonzero().squeeze(1)[accept]

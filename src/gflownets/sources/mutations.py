@@ -35,6 +35,8 @@ class MutationChains:
             raise ConfigError(f"mutation_guide: {env.name} has no policy-guided mutation "
                               "(sequence environments have one); use mutation_guide 0")
         self.steps, self.guide = steps, guide
+        #: the chains' proposal: the policy-guided mutation, or None for the environment's `mutate`
+        self.propose: Proposal | None = self._guided_mutation if guide else None
         #: the chains' objects and log-rewards (None until the first batch)
         self.chains: torch.Tensor | None = None
         self.chain_log_rewards: torch.Tensor | None = None
@@ -45,22 +47,17 @@ class MutationChains:
             picks = torch.randint(len(batch), (self.n_chains,), generator=generator, device=generator.device)
             self.chains = batch.terminal_states[picks].clone()
             self.chain_log_rewards = batch.log_rewards[picks].clone()
-        if self.steps == 1:
-            step = metropolis_step(self.env, self.chains, self.chain_log_rewards, generator, self._proposal())
+        start = self.chains
+        for _ in range(self.steps):
+            step = metropolis_step(self.env, self.chains, self.chain_log_rewards, generator, self.propose)
             self.chains, self.chain_log_rewards = step.objects, step.log_rewards
+            if self.observe is not None and len(step.proposals):
+                self.observe(step.proposals)
+        if self.steps == 1:
             trained, trained_log_rewards = step.proposals, step.proposal_log_rewards
-            if self.observe is not None and len(trained):
-                self.observe(trained)
         else:
             # several steps per iteration spend the oracle calls on search; the policy trains on
             # where the chains moved (samples of R), not on every rejected proposal
-            start = self.chains
-            for _ in range(self.steps):
-                step = metropolis_step(self.env, self.chains, self.chain_log_rewards, generator,
-                                       self._proposal())
-                self.chains, self.chain_log_rewards = step.objects, step.log_rewards
-                if self.observe is not None and len(step.proposals):
-                    self.observe(step.proposals)
             moved = (self.chains != start).flatten(1).any(dim=1)
             trained, trained_log_rewards = self.chains[moved], self.chain_log_rewards[moved]
         if not len(trained):
@@ -68,17 +65,9 @@ class MutationChains:
         walked = sample_backward(self.env, self.policy, trained, generator, trained_log_rewards)
         return Trajectories.cat([batch, walked])
 
-    def _proposal(self) -> Proposal | None:
-        """The policy-guided point mutation (`guide` > 0), else None: the environment's `mutate`."""
-        if not self.guide:
-            return None
-
-        def next_token_logits(prefixes: torch.Tensor) -> torch.Tensor:
-            return self.policy.forward_logits(prefixes)
-
-        def propose(objects: torch.Tensor, generator: torch.Generator):
-            return self.env.guided_mutate(objects, next_token_logits, generator, self.guide)
-        return propose
+    def _guided_mutation(self, objects: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The point mutation whose new token the policy proposes (`guide` of the time)."""
+        return self.env.guided_mutate(objects, self.policy.forward_logits, generator, self.guide)
 
     def state_dict(self) -> dict[str, Any]:
         chains = (self.chains, self.chain_log_rewards) if self.chains is not None else None
