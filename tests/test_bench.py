@@ -94,6 +94,82 @@ def test_bench_bitseq_speed_ours_eager_only(tmp_path):
     assert any(line.lstrip().startswith("ours-eager") for line in result["table"])
 
 
+FAKE_DAG_PEER = """
+import argparse, json
+import numpy as np
+parser = argparse.ArgumentParser()
+for name in ("--task", "--iters", "--seed", "--batch-size", "--eval-every", "--evals-out"):
+    parser.add_argument(name)
+args = parser.parse_args()
+adjacency = np.load(args.task)["states"].astype(np.int64)
+n, d = adjacency.shape[:2]
+closure = adjacency.copy()
+for _ in range(d):
+    closure = ((closure + closure @ adjacency) > 0).astype(np.int64)
+allowed = (adjacency == 0) & (closure.transpose(0, 2, 1) == 0) & ~np.eye(d, dtype=bool)
+mask = np.concatenate([allowed.reshape(n, -1), np.ones((n, 1), dtype=bool)], axis=1)
+uniform = np.where(mask, -np.log(mask.sum(axis=1, keepdims=True)), -np.inf).astype(np.float32)
+np.savez(args.evals_out, iterations=np.array([10, 20]), seconds=np.array([0.5, 1.0]),
+         log_probs=np.stack([uniform, uniform]))
+print(json.dumps({"iterations": 20, "seconds": 1.0, "iters_per_s": 20.0, "trajectories_per_s": 640.0,
+                  "compile_seconds": 0.0, "peak_rss_mb": 1.0}))
+"""
+
+
+def test_bench_dag_speed_scores_a_peer_as_our_evaluator_does(tmp_path, monkeypatch):
+    """The harness's side of a peer: the task file's reward table looks up every DAG's log R; a
+    log P_F table of the exact optimum scores JSD 0; a wrong mask is refused; and a (fake) peer
+    handing over the uniform policy's table, its mask computed apart in NumPy, gets the JSD our
+    own evaluator gives our uniform policy."""
+    import numpy as np
+
+    from gflownets.evaluation import distribution_metrics, optimal_tabular_policy
+    from gflownets.policies import UniformPolicy
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import dag_speed
+
+    task = tmp_path / "task.npz"
+    graph, log_r = dag_speed.make_task(task, seed=1)
+    stored = np.load(task)
+    keys = dag_speed.adjacency_keys(stored["states"])
+    assert graph.n_states == len(np.unique(keys)) == 29281
+    assert np.array_equal(stored["log_r_sorted"][np.searchsorted(stored["keys_sorted"], keys)], log_r)
+
+    optimal = graph.forward_log_probs(optimal_tabular_policy(graph)).masked_fill(~graph.forward_mask, -np.inf)
+    assert dag_speed.jsd_of(graph, optimal.float().numpy()) < 1e-6
+    wrong = optimal.float().numpy()
+    wrong[0, 1] = -np.inf if np.isfinite(wrong[0, 1]) else 0.0
+    with pytest.raises(ValueError, match="differ from ours on 1 states"):
+        dag_speed.check_mask(graph, wrong, "wrong")
+
+    script = tmp_path / "fake_peer.py"
+    script.write_text(FAKE_DAG_PEER)
+    monkeypatch.setitem(dag_speed.PEERS, "fake", (script, []))
+    result = dag_speed.run_peer("fake", sys.executable, 20, 1, 10, task, graph)
+    expected = distribution_metrics(graph.terminal_distribution(UniformPolicy(graph.env)), graph.target)["jsd"]
+    assert [point["iteration"] for point in result["curve"]] == [10, 20]
+    assert result["jsd"] == pytest.approx(expected, rel=1e-5) and 0.1 < expected < np.log(2)
+
+
+def test_bench_dag_speed_ours_eager_only(tmp_path):
+    """bench/dag_speed.py end to end on our eager trainer alone: the exact JSD curve every 20
+    iterations, the raw weights' JSD and the noise floor."""
+    out = tmp_path / "dag_speed.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "dag_speed.py"), "--systems", "ours-eager",
+                           "--iters", "40", "--eval-every", "20", "--seeds", "0", "--out", str(out)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    (run,) = result["runs"]
+    assert run["system"] == "ours-eager" and run["iterations"] == 40 and run["compile_seconds"] == 0
+    assert [point["iteration"] for point in run["curve"]] == [20, 40]
+    assert all(0 < point["jsd"] < 0.7 for point in run["curve"]) and run["jsd"] == run["curve"][-1]["jsd"]
+    assert 0 < run["jsd_raw"] < 0.7 and run["trajectories_per_s"] == pytest.approx(32 * run["iters_per_s"])
+    assert 0 < result["settings"]["noise_floor_jsd"]["0"] < 0.01
+    assert any(line.lstrip().startswith("ours-eager") for line in result["table"])
+
+
 def test_bench_ehrlich_generalisation_tiny_budget(tmp_path):
     """bench/ehrlich_tb.py --oracle-seeds: the GFlowNet's default recipe and MCMC per function at
     equal oracle calls, on a budget of 3000 calls."""

@@ -95,10 +95,16 @@ class StateGraph:
         logits = self.policy_outputs(policy).backward_logits
         return masked_log_softmax(logits.double(), self.env.backward_mask(self.states))
 
-    @torch.no_grad()
     def terminal_distribution(self, policy: Policy) -> torch.Tensor:
         """Exact P(trajectory ends in x) for every terminal x, ordered as `terminal_states`."""
-        probs = self.forward_log_probs(policy).exp()
+        return self.terminal_distribution_of(self.forward_log_probs(policy))
+
+    @torch.no_grad()
+    def terminal_distribution_of(self, forward_log_probs: torch.Tensor) -> torch.Tensor:
+        """The same from a table of log P_F, (n_states, n_actions) in the order of `states`
+        (masked entries may hold anything: only allowed edges are followed): for samplers that
+        are not our policies, such as another library's (bench/dag_speed.py)."""
+        probs = forward_log_probs.double().exp()
         reach = torch.zeros(self.n_states, dtype=torch.float64, device=self.states.device)
         reach[self.s0] = 1.0
         for parents, actions, children in self.edge_levels:
