@@ -26,18 +26,22 @@ def test_bench_hypergrid_quick_ours_only(tmp_path):
     assert 0 <= run["l1_samples"] <= 2
 
 
-def test_bench_scaling_one_cell(tmp_path):
+def test_bench_scaling_one_cell_per_task(tmp_path):
     out = tmp_path / "scaling.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "scaling.py"), "--dims", "2", "--heights", "4",
                            "--batches", "16", "--seconds", "0.3", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    (cell,) = result["cells"]
-    assert cell["iterations"] >= 3 and cell["iters_per_s"] > 0
-    # H=4, D=2: trajectories visit 1 to 7 states
-    assert 1 <= cell["states_per_trajectory"] <= 7
-    assert 0 < cell["network_gflops"] < result["machine"]["matmul_gflops_2048"] * 2
+    grid, bits, dag = result["cells"]
+    assert [cell["task"] for cell in result["cells"]] == ["hypergrid", "bitseq", "dag"]
+    for cell in result["cells"]:
+        assert cell["iterations"] >= 3 and cell["iters_per_s"] > 0 and cell["batch"] == 16
+        assert 0 < cell["network_gflops"] < result["machine"]["matmul_gflops_2048"] * 2
+    # H=4, D=2: trajectories visit 1 to 7 states; append-only 15 tokens: 16 states; d = 5 DAGs: 1 to 11
+    assert 1 <= grid["states_per_trajectory"] <= 7 and (grid["ndim"], grid["height"]) == (2, 4)
+    assert bits["states_per_trajectory"] == 16
+    assert 1 <= dag["states_per_trajectory"] <= 11
 
 
 def test_bench_ebgfn_ising_quick(tmp_path):
