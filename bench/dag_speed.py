@@ -165,7 +165,7 @@ def run_peer(system: str, python: str, iters: int, seed: int, eval_every: int, t
         result = run_peer_script(system, [python, str(script), "--task", str(task), "--iters", str(iters),
                                           "--seed", str(seed), "--batch-size", str(BATCH_SIZE),
                                           "--eval-every", str(eval_every), "--evals-out", str(evals_path),
-                                          *driver_args])
+                                          "--exploration", str(EXPLORATION), *driver_args])
         evals = np.load(evals_path)
         iterations, seconds, log_probs = evals["iterations"], evals["seconds"], evals["log_probs"]
     check_mask(graph, log_probs[-1], system)

@@ -102,7 +102,7 @@ FAKE_DAG_PEER = """
 import argparse, json
 import numpy as np
 parser = argparse.ArgumentParser()
-for name in ("--task", "--iters", "--seed", "--batch-size", "--eval-every", "--evals-out"):
+for name in ("--task", "--iters", "--seed", "--batch-size", "--eval-every", "--evals-out", "--exploration"):
     parser.add_argument(name)
 args = parser.parse_args()
 adjacency = np.load(args.task)["states"].astype(np.int64)

@@ -75,7 +75,7 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
 @pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=4), Sets(n_items=6, set_size=3), small_bitseq(),
                                  DAG(nodes=3, samples=20)], ids=["hypergrid", "sets", "bitseq", "dag"])
 def test_compiled_rollout_makes_the_same_trajectories_as_eager(env, generator):
-    """(The DAG's reward reads NumPy tables: it is computed after the graph, `reward_compiles`.)"""
+    """(The DAG's reward, a gather of its local-score table, is traced into the graph too.)"""
     policy = peaked_policy(env)
     sampler = CompiledSampler(env, policy, gamma=0.3, temperature=0.7)
     assert sampler.warm_up(64) > 0 and sampler.compile_seconds > 0

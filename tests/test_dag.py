@@ -136,6 +136,22 @@ def test_delta_scores_equal_full_score_differences(score, prior):
     assert torch.allclose(delta, full, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("score", ["bge", "bde"])
+def test_dense_local_scores_equal_the_scores_computed_on_demand(score):
+    """Up to 9 nodes every local score is one tensor and the reward traces into a compiled
+    rollout; it must give the on-demand NumPy table's scores and delta scores exactly."""
+    env = DAG(nodes=6, score=score, samples=60, arity=3)
+    assert env.reward_compiles and env.local_scores.shape == (6, 64)
+    states = random_states(env, 40, 1, stop=0.3)
+    adjacency = env.adjacency(states)
+    assert torch.allclose(env.log_reward(states), env.scorer.score(adjacency), rtol=0, atol=1e-9)
+    rows, actions = env.forward_mask(states)[:, :-1].nonzero(as_tuple=True)
+    on_demand = env.scorer.delta(adjacency[rows], actions // 6, actions % 6)
+    assert torch.equal(env.log_reward_change(states[rows], actions, env.step(states[rows], actions)), on_demand)
+    large = DAG(nodes=10, samples=20)
+    assert large.local_scores is None and not large.reward_compiles
+
+
 def test_bge_matches_the_normal_wishart_marginal_likelihood_and_is_score_equivalent():
     _, data = gaussian_data(d=4, n=50)
     score = BGeScore(data)

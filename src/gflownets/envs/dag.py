@@ -19,7 +19,7 @@ import torch
 from gflownets.envs.base import DiscreteEnv, EnvConfig
 from gflownets.envs.dag_data import (erdos_renyi_dag, read_data_csv, sample_discrete,
                                      sample_linear_gaussian)
-from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior, LocalScore
+from gflownets.envs.dag_scores import BDeScore, BGeScore, GraphPrior, LocalScore, parent_masks
 from gflownets.errors import ConfigError, DataError, TooManyStates
 from gflownets.envs.limits import check_seed, require_at_most
 from gflownets.measures.structure import auroc, edge_marginals, expected_shd
@@ -94,7 +94,9 @@ class DAG(DiscreteEnv):
     name = "dag"
     Config = DAGConfig
     compilable = True
-    reward_compiles = False  # local scores come from a NumPy table filled on demand
+    #: up to 9 nodes the local scores are one tensor (dag_scores.MAX_DENSE_LOCAL_SCORES) and the
+    #: reward traces into a compiled rollout; beyond, `setup` sets False: a NumPy table filled on demand
+    reward_compiles = True
     #: RunConfig values that `gflownets train dag` starts from (before --config and options):
     #: the settings tuned in bench/dag.py. One torch thread: the network is small, and two
     #: threads on a busy 2-core machine were much slower (bench/NOTES.md).
@@ -127,6 +129,9 @@ class DAG(DiscreteEnv):
         else:
             self.scorer = BGeScore(self.data)
         self.graph_prior = GraphPrior(config.prior, d, config.prior_edges_per_node * d)
+        #: every local score up front where the table is small: the reward is then pure torch
+        self.local_scores = self.scorer.dense_table().to(self.device) if self.scorer.dense else None
+        self.reward_compiles = self.local_scores is not None
         self.max_parents = config.max_parents if config.max_parents else d - 1
         self.n_actions = d * d + 1
         self.state_shape = (2 * d * d,)
@@ -195,14 +200,23 @@ class DAG(DiscreteEnv):
 
     def default_log_reward(self, states: torch.Tensor) -> torch.Tensor:
         a = self.adjacency(states)
-        return self.scorer.score(a) + self.graph_prior.log_prob(a.sum(dim=(1, 2)))
+        if self.local_scores is None:
+            score = self.scorer.score(a)
+        else:
+            score = self.local_scores[torch.arange(self.d, device=a.device), parent_masks(a)].sum(dim=1)
+        return score + self.graph_prior.log_prob(a.sum(dim=(1, 2)))
 
     def log_reward_change(self, states: torch.Tensor, actions: torch.Tensor,
                           children: torch.Tensor) -> torch.Tensor:
         """log R(child) - log R(state) from the local scores of the one node whose parents change."""
         if self.reward_fn is not None or self.log_reward_fn is not None or self.reward_floor > 0:
             return super().log_reward_change(states, actions, children)
-        delta = self.scorer.delta(self.adjacency(states), actions // self.d, actions % self.d)
+        sources, targets = actions // self.d, actions % self.d
+        if self.local_scores is None:
+            delta = self.scorer.delta(self.adjacency(states), sources, targets)
+        else:
+            masks = parent_masks(self.adjacency(states)).gather(1, targets[:, None]).squeeze(1)
+            delta = self.local_scores[targets, masks | (1 << sources)] - self.local_scores[targets, masks]
         return delta + self.graph_prior.delta
 
     def features(self, states: torch.Tensor) -> torch.Tensor:

@@ -40,13 +40,18 @@ from gflownets.errors import ConfigError, DataError
 
 def parent_masks(adjacency: torch.Tensor) -> torch.Tensor:
     """(B, d) int64 bitmask of each node's parents, from (B, d, d) adjacency (A[i, j] = edge i -> j)."""
-    d = adjacency.shape[-1]
-    weights = (2 ** torch.arange(d, dtype=torch.int64, device=adjacency.device))
-    return (adjacency.to(torch.int64) * weights[:, None]).sum(dim=-2)
+    bits = torch.arange(adjacency.shape[-1], dtype=torch.int64, device=adjacency.device)
+    return (adjacency.to(torch.int64) << bits[:, None]).sum(dim=-2)
 
 
 def mask_to_parents(mask: int, d: int) -> list[int]:
     return [i for i in range(d) if (mask >> i) & 1]
+
+
+#: up to this many (node, parent set) pairs, d 2^(d-1), every local score is computed up front
+#: into one tensor (d <= 9; `LocalScore.dense_table`): scores and delta scores are then gathers,
+#: pure torch, which a compiled rollout traces; beyond, they are computed on demand and cached
+MAX_DENSE_LOCAL_SCORES = 4096
 
 
 class LocalScore:
@@ -57,6 +62,20 @@ class LocalScore:
 
     def __init__(self) -> None:
         self._cache: dict[int, float] = {}
+
+    @property
+    def dense(self) -> bool:
+        """Whether the whole table is small enough to compute up front (`dense_table`)."""
+        return self.d * 2 ** max(self.d - 1, 0) <= MAX_DENSE_LOCAL_SCORES
+
+    def dense_table(self) -> torch.Tensor:
+        """(d, 2^d) float64 local(node, parent mask) of every pair; masks that contain the node
+        itself are never looked up and hold 0. Index it with `parent_masks`."""
+        nodes, masks = np.meshgrid(np.arange(self.d), np.arange(2 ** self.d), indexing="ij")
+        own = (masks >> nodes) & 1 == 1
+        table = np.zeros(nodes.shape)
+        table[~own] = self.local_table(nodes[~own], masks[~own])
+        return torch.as_tensor(table, dtype=torch.float64)
 
     def local(self, node: int, parents: list[int]) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
