@@ -53,9 +53,12 @@ test: install $(OPTIONAL)
 test-fast: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow"
 
-# speed benchmark against torchgfn and gfnx (peer venvs are created under bench/.venvs/)
+# speed benchmarks against torchgfn and gfnx, one core per system (peer venvs are created under
+# bench/.venvs/): hypergrid 2-D and 4-D, bit sequences, DAG structure learning d = 5
 bench: install
 	$(BIN)/python bench/hypergrid.py
+	$(BIN)/python bench/bitseq_speed.py
+	$(BIN)/python bench/dag_speed.py
 
 clean:
 	rm -rf $(VENV) .venv-holo runs .pytest_cache

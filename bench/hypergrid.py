@@ -50,12 +50,14 @@ VENV_INSTALLS = {"torchgfn": [[TORCH_PIN], ["torchgfn==2.4.1"]], "gfnx": [["gfnx
 #: one core per system: every run (ours and the peers') is limited to one thread
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-# our child: runs the CLI in-process and prints its own peak RSS (ru_maxrss of this process)
+# our child: runs the CLI in-process and prints its own peak RSS (bench/peers/peak_rss.py, as the peers)
 OUR_LAUNCHER = (
-    "import json, resource, sys\n"
+    "import sys\n"
+    f"sys.path.insert(0, {str(BENCH / 'peers')!r})\n"
+    "from peak_rss import peak_mb\n"
     "from gflownets.cli import cli\n"
     "try:\n    cli.main(args=sys.argv[1:], standalone_mode=False)\n"
-    "finally:\n    print('PEAK_RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    "finally:\n    print('PEAK_RSS_MB', peak_mb())\n"
 )
 
 

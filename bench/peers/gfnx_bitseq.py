@@ -16,7 +16,6 @@ which the harness counts the modes found."""
 
 import argparse
 import json
-import resource
 import time
 
 import jax
@@ -27,6 +26,7 @@ from gfnx.environment.sequence import EnvState, FixedAutoregressiveSequenceEnvir
 from gfnx.reward.bitseq import BitseqRewardModule
 from gfnx.utils.rollout import forward_rollout, forward_trajectory_log_probs
 from gfnx_hypergrid import head, init_mlp
+from peak_rss import peak_mb
 
 #: the slope of our trunk's LeakyReLU (gflownets.policies.mlp.NEGATIVE_SLOPE)
 NEGATIVE_SLOPE = 0.01
@@ -142,7 +142,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         samples = [samples.reshape(-1, n_tokens)]
         timed = args.iters
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's, not evaluation's
+    peak_rss_mb = peak_mb()  # training's, not evaluation's
     np.save(args.samples_out, np.concatenate([np.asarray(s) for s in samples]).astype(np.int64))
 
     @jax.jit

@@ -37,7 +37,6 @@ training seconds, it/s, trajectories/s, compile seconds, peak RSS before any eva
 
 import argparse
 import json
-import resource
 import time
 
 import jax
@@ -50,6 +49,7 @@ from gfnx.utils import mask_logits
 from gfnx.utils.rollout import forward_rollout
 from gfnx_bitseq import trunk  # (LeakyReLU(0.01) after each hidden layer)
 from gfnx_hypergrid import head, init_mlp
+from peak_rss import peak_mb
 
 
 def adjacency_keys(adjacency):
@@ -184,7 +184,7 @@ def main() -> None:
     def evaluate(iteration: int, seconds: float) -> None:
         nonlocal peak_rss_mb
         if peak_rss_mb is None:  # training's, before any evaluation work
-            peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peak_rss_mb = peak_mb()
         evals["iterations"].append(iteration)
         evals["seconds"].append(seconds)
         evals["log_probs"].append(np.asarray(all_log_probs(params), dtype=np.float32))

@@ -7,7 +7,6 @@ compile_seconds. Prints one JSON line."""
 
 import argparse
 import json
-import resource
 import time
 
 import jax
@@ -18,6 +17,7 @@ from gfnx import HypergridEnvironment
 from gfnx.reward.hypergrid import GeneralHypergridRewardModule
 from gfnx.utils.rollout import forward_rollout, forward_trajectory_log_probs
 from hypergrid_exact import all_states, forward_mask, terminal_distribution
+from peak_rss import peak_mb
 
 
 def init_mlp(key, sizes):
@@ -161,7 +161,7 @@ def main() -> None:
     print(json.dumps({"iterations": args.iters, "driver": args.driver, "seconds": seconds, "iters_per_s": timed / seconds,
                       "trajectories_per_s": args.batch_size * timed / seconds, "l1_samples": l1,
                       "compile_seconds": compile_seconds,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "curve": curve}))
+                      "peak_rss_mb": peak_mb(), "curve": curve}))
 
 
 if __name__ == "__main__":

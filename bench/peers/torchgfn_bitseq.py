@@ -15,7 +15,6 @@ harness counts the modes found."""
 
 import argparse
 import json
-import resource
 import time
 
 import numpy as np
@@ -26,6 +25,7 @@ from gfn.gym import BitSequence
 from gfn.preprocessors import Preprocessor
 from gfn.states import States
 from gfn.utils.modules import MLP
+from peak_rss import peak_mb
 
 
 class PositionOneHot(Preprocessor):
@@ -83,7 +83,7 @@ def main() -> None:
         optimizer.step()
         seconds += time.perf_counter() - start
         samples.append(trajectories.terminating_states.tensor.clone())  # (outside the clock)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's, not evaluation's
+    peak_rss_mb = peak_mb()  # training's, not evaluation's
     np.save(args.samples_out, torch.cat(samples).numpy().astype(np.int64))
 
     # exact log p(x): the one trajectory of each test sequence (15 appends, then exit), its log P_F

@@ -37,12 +37,12 @@ iterations, training seconds, and log P_F(a | s) of every task state (task order
 the bench's numbering (i * d + j adds i -> j, d * d stops), from torchgfn's own distribution (the
 estimator's output through `to_probability_distribution` and `GraphActionDistribution.log_prob`,
 as its sampler uses them; -inf where masked). Prints one JSON line: iterations, seconds,
-it/s, trajectories/s, peak RSS (ru_maxrss before the first evaluation)."""
+it/s, trajectories/s, peak RSS (before the first evaluation)."""
 
 import argparse
 import json
-import resource
 import time
+
 from collections import defaultdict
 
 import numpy as np
@@ -58,6 +58,7 @@ from gfn.preprocessors import Preprocessor
 from gfn.states import GraphStates
 from gfn.utils.common import set_seed
 from gfn.utils.modules import MLP, GraphActionUniform
+from peak_rss import peak_mb
 
 
 def adjacency(states: GraphStates, d: int) -> torch.Tensor:
@@ -213,7 +214,7 @@ def main() -> None:
         seconds += time.perf_counter() - start
         if iteration == args.iters or (args.eval_every and iteration % args.eval_every == 0):
             if peak_rss_mb is None:  # training's, not evaluation's
-                peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                peak_rss_mb = peak_mb()
             iterations.append(iteration)
             seconds_at.append(seconds)
             tables.append(all_log_probs(env, pf, states_all))

@@ -5,7 +5,6 @@ Prints one JSON line: iterations, seconds, iters_per_s, trajectories_per_s, l1_s
 import argparse
 import itertools
 import json
-import resource
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ from gfn.gym import HyperGrid
 from gfn.preprocessors import KHotPreprocessor
 from gfn.utils.modules import MLP
 from hypergrid_exact import all_states, forward_mask, terminal_distribution
+from peak_rss import peak_mb
 
 
 def target(ndim: int, height: int) -> torch.Tensor:
@@ -86,7 +86,7 @@ def main() -> None:
     l1 = (counts / counts.sum() - target(args.ndim, args.height)).abs().sum().item()
     print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": args.iters / seconds,
                       "trajectories_per_s": args.batch_size * args.iters / seconds, "l1_samples": l1,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "curve": curve}))
+                      "peak_rss_mb": peak_mb(), "curve": curve}))
 
 
 if __name__ == "__main__":
