@@ -7,10 +7,10 @@ import torch
 from gflownets.envs import DAG, BitSeq, Hypergrid, Sequence, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
-from gflownets.fast import (ClosedFormTB, CompiledSampler, KeptRollout, rollout_fixed_steps,
-                            trajectory_balance_gradients)
+from gflownets.fast import (ClosedFormStep, CompiledSampler, KeptRollout, modified_detailed_balance_gradients,
+                            rollout_fixed_steps, trajectory_balance_gradients)
 from gflownets.fast import mlp
-from gflownets.objectives import trajectory_balance
+from gflownets.objectives import modified_detailed_balance, trajectory_balance
 from gflownets.policies import MLPPolicy
 from gflownets.sampling import PAD, Trajectories, sample_forward
 from gflownets.sources import OnPolicy, Replay
@@ -209,7 +209,7 @@ def test_the_fast_path_applies_only_where_it_is_used():
         return Trainer(config, progress=False)
 
     fast = trainer()
-    assert isinstance(fast.gradient_step, ClosedFormTB) and fast.source.keep
+    assert isinstance(fast.gradient_step, ClosedFormStep) and fast.source.keep
     for overrides in (dict(replay_size=16, replay_batch=4), dict(local_search=2), dict(objective="db"),
                       dict(policy="tabular")):
         slow = trainer(**overrides)
@@ -229,7 +229,7 @@ def test_the_trainer_takes_the_closed_form_and_trains_as_with_autograd():
     config = RunConfig(env="hypergrid", env_args=dict(ndim=2, height=5), iters=3, batch_size=8, hidden=16,
                        eval_every=0, compile=True)
     closed, autograd = Trainer(config, progress=False), Trainer(config, progress=False)
-    assert isinstance(closed.gradient_step, ClosedFormTB)
+    assert isinstance(closed.gradient_step, ClosedFormStep)
     autograd.gradient_step = autograd.autograd_step
     for _ in range(6):
         assert closed.train_step() == pytest.approx(autograd.train_step(), rel=1e-5)
@@ -264,6 +264,39 @@ def test_closed_form_tb_on_sequences_is_autograds():
         # float32 sums in another order, of gradients up to ~100 (the peaked policy)
         scale = float(grad.abs().max())
         assert torch.allclose(closed[p], grad, rtol=1e-5, atol=1e-5 * scale), (p.shape, float((closed[p] - grad).abs().max()))
+
+
+@pytest.mark.parametrize("backward", ["learned", "uniform"])
+def test_closed_form_modified_db_is_autograds(backward):
+    """Modified DB from the rollout's kept exit terms (DAGs: every state may stop) gives the
+    eager loss and autograd's gradient of every parameter, with a learned or a uniform P_B."""
+    env = DAG(nodes=4, samples=30)
+    policy = peaked_policy(env, backward=backward)
+    with torch.no_grad():
+        rollout = fixed_step_batch(env, policy, 64, torch.Generator().manual_seed(2), gamma=0.2, keep=True,
+                                   exits=True)
+    batch = Trajectories(rollout.states, rollout.actions, rollout.lengths, env.log_reward(rollout.last))
+    assert (batch.lengths > 1).sum() > 30  # most trajectories add edges before they stop
+    loss, closed = modified_detailed_balance_gradients(policy, batch, KeptRollout(rollout.kept, *rollout.log_probs))
+    policy.zero_grad(set_to_none=True)
+    expected = modified_detailed_balance(policy, batch)
+    expected.backward()
+    assert loss == pytest.approx(float(expected), rel=1e-5) and loss > 0
+    assert policy.log_z.grad is None and policy.log_z not in closed  # modified DB has no log Z
+    for p in policy.parameters():
+        if p is policy.log_z:
+            continue
+        grad = p.grad
+        scale = float(grad.abs().max())
+        assert torch.allclose(closed[p], grad, rtol=1e-5, atol=1e-5 * scale), (p.shape, float((closed[p] - grad).abs().max()))
+
+
+def test_the_trainer_takes_closed_form_modified_db_only_without_a_target_network():
+    settings = dict(env="dag", env_args={"nodes": 3, "samples": 20}, objective="mdb", backward_policy="uniform",
+                    iters=3, batch_size=8, eval_every=0, compile=True, replay_size=0, replay_batch=0, target_decay=0.0)
+    assert isinstance(Trainer(RunConfig(**settings), progress=False).gradient_step, ClosedFormStep)
+    with_target = Trainer(RunConfig(**{**settings, "target_decay": 0.9}), progress=False)
+    assert with_target.gradient_step == with_target.autograd_step
 
 
 # ---------------------------------------------------------------- one-hot inputs

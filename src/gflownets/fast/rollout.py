@@ -44,7 +44,7 @@ class FixedStepRollout(NamedTuple):
 
 def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor, gamma: float = 0.0,
                         temperature: float = 1.0, default_reward: bool = False,
-                        keep: bool = False) -> FixedStepRollout:
+                        keep: bool = False, exits: bool = False) -> FixedStepRollout:
     """Roll out `uniforms.shape[1]` trajectories for `uniforms.shape[0]` steps. `uniforms`
     (T, B, n_actions) are U[0, 1) draws; step t takes argmax(p / E) with E = -log U ~ Exp(1), the
     exponential race of `sample_categorical`: a draw from p. (U = 0, of probability 2^-24, is
@@ -53,8 +53,9 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
 
     Returns the padded batch; with `keep` (an MLP policy, `fast.mlp`), also what closed-form
     trajectory balance needs (`KeptRollout`): the MLP's activations and the derivatives of each
-    step's log P_F and log P_B with respect to the logits, as T * B rows in step-major order.
-    With `default_reward`, also the environment's own log-reward of the final states: its few
+    step's log P_F and log P_B with respect to the logits, as T * B rows in step-major order;
+    with `exits` too, every row's log P_F(exit | s_t) and its derivative (what modified detailed
+    balance needs). With `default_reward`, also the environment's own log-reward of the final states: its few
     small operations are nearly free inside the graph."""
     steps, n, _ = uniforms.shape
     races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
@@ -85,17 +86,19 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
     if keep:
         # step-major rows; torch.cat, not stack along dim 1, lets each step write its own block
         kept_rows = tuple(torch.cat(per_step) for per_step in zip(*kept))
-        log_probs = _log_probs_and_derivatives(env, outputs, visited, taken)
+        log_probs = _log_probs_and_derivatives(env, outputs, visited, taken, exits)
     return FixedStepRollout(torch.stack(visited, dim=1), actions, lengths, states, kept_rows, log_probs,
                             env.default_log_reward(states) if default_reward else None)
 
 
 def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[torch.Tensor],
-                               taken: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+                               taken: list[torch.Tensor], exits: bool = False) -> tuple[torch.Tensor, ...]:
     """For `KeptRollout`: by autodiff of every step's log P_F and log P_B (`move_log_probs`), their
     derivatives with respect to its own row of forward and backward logits (T * B rows,
     step-major; rows past a trajectory's end are zero); which rows are steps; and each
-    trajectory's sum of log P_F - log P_B: all that trajectory balance needs."""
+    trajectory's sum of log P_F - log P_B: all that trajectory balance needs. With `exits`, also
+    each row's log P_F, log P_B and log P_F(exit | s_t), and the derivative of the last: what
+    modified detailed balance needs (`closed_form.modified_detailed_balance_gradients`)."""
     n = taken[0].shape[0]
     forward_logits = torch.cat([out.forward_logits for out in outputs])
     backward_logits = torch.cat([out.backward_logits for out in outputs])
@@ -111,18 +114,29 @@ def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[to
     previous = F.pad(taken[:-n], (n, 0)).clamp(0, env.n_actions - 2)
     first = torch.arange(len(actions), device=actions.device) < n
 
-    def log_probs(f: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_pf, log_pb = move_log_probs(env, f, b, states, actions, previous, first)
-        return torch.where(valid, log_pf, 0.0), torch.where(valid, log_pb, 0.0)
+    exit_ = torch.full_like(actions, env.exit_action)
 
-    (log_pf, log_pb), vjp = torch.func.vjp(log_probs, forward_logits, backward_logits)
+    def log_probs(f: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        log_pf, log_pb = move_log_probs(env, f, b, states, actions, previous, first)
+        out = (torch.where(valid, log_pf, 0.0), torch.where(valid, log_pb, 0.0))
+        if exits:  # log P_F(exit | s_t), as move_log_probs reads any action's
+            log_exit = move_log_probs(env, f, b, states, exit_, previous, first)[0]
+            out += (torch.where(valid, log_exit, 0.0),)
+        return out
+
+    outs, vjp = torch.func.vjp(log_probs, forward_logits, backward_logits)
+    log_pf, log_pb = outs[:2]
     ones, zeros = torch.ones_like(log_pf), torch.zeros_like(log_pf)
+    unit = [zeros] * len(outs)
     # each log-probability depends on its own row only, so a vector-Jacobian product with ones
     # gives every row's derivative at once
-    d_log_pf = vjp((ones, zeros))[0]
-    d_log_pb = vjp((zeros, ones))[1]
+    d_log_pf = vjp(tuple(unit[:0] + [ones] + unit[1:]))[0]
+    d_log_pb = vjp(tuple(unit[:1] + [ones] + unit[2:]))[1]
     log_ratio_sums = (log_pf - log_pb).view(-1, n).sum(dim=0)
-    return d_log_pf, d_log_pb, valid, log_ratio_sums
+    if not exits:
+        return d_log_pf, d_log_pb, valid, log_ratio_sums
+    d_log_exit = vjp(tuple(unit[:2] + [ones]))[0]
+    return d_log_pf, d_log_pb, valid, log_ratio_sums, (log_pf, log_pb, outs[2], d_log_exit)
 
 
 class CompiledSampler(Stateless):
@@ -133,7 +147,7 @@ class CompiledSampler(Stateless):
     (`last_kept`); nothing else reads it, so it is kept only where that gradient is used."""
 
     def __init__(self, env: DiscreteEnv, policy: Policy, batch_size: int = 16, gamma: float = 0.0,
-                 temperature: float = 1.0, keep: bool = False, observe=None):
+                 temperature: float = 1.0, keep: bool = False, observe=None, exits: bool = False):
         if not env.compilable:
             raise ConfigError(f"compile: {env.name} does not declare a step that compiles into one "
                               "graph (DiscreteEnv.compilable); train it without --compile")
@@ -151,7 +165,7 @@ class CompiledSampler(Stateless):
         # function is arbitrary Python, so it is called on the final states afterwards
         default_reward = env.reward_compiles and env.reward_fn is None and env.log_reward_fn is None
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature,
-                                    default_reward=default_reward, keep=keep)
+                                    default_reward=default_reward, keep=keep, exits=keep and exits)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python.
         # isolate_recompiles: every sampler compiles the same function (with other constants:
         # environment, exploration, temperature), and dynamo's recompile limit (8) would count

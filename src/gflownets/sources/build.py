@@ -28,7 +28,8 @@ def build_source(config: Any, env: DiscreteEnv, policy: Policy, observe: Observe
 
         on_policy_only = closed_form and not (config.local_search or config.mutations or config.replay_size)
         source, gradient_step = compiled_pieces(env, policy, config.batch_size, config.exploration,
-                                                config.temperature, config.objective, on_policy_only, observe)
+                                                config.temperature, config.objective, on_policy_only, observe,
+                                                target_network=config.target_decay > 0)
     else:
         source = OnPolicy(env, policy, config.batch_size, config.exploration, config.temperature, observe)
     if config.local_search:
