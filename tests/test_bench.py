@@ -132,28 +132,63 @@ def test_bench_dag_speed_scores_a_peer_as_our_evaluator_does(tmp_path, monkeypat
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import dag_speed
+    import table_bench
 
-    task = tmp_path / "task.npz"
-    graph, log_r = dag_speed.make_task(task, seed=1)
-    stored = np.load(task)
-    keys = dag_speed.adjacency_keys(stored["states"])
-    assert graph.n_states == len(np.unique(keys)) == 29281
-    assert np.array_equal(stored["log_r_sorted"][np.searchsorted(stored["keys_sorted"], keys)], log_r)
+    task_file = tmp_path / "task.npz"
+    graph = table_bench.make_task(dag_speed.TASK, task_file, seed=1)
+    stored = np.load(task_file)
+    keys = table_bench.bit_keys(stored["states"])
+    assert graph.n_states == len(np.unique(keys)) == 29281 and stored["terminal"].all()
+    assert np.array_equal(stored["log_r_sorted"][np.searchsorted(stored["keys_sorted"], keys)], stored["log_r"])
+    assert np.array_equal(stored["log_r"], graph.log_rewards.numpy())
 
     optimal = graph.forward_log_probs(optimal_tabular_policy(graph)).masked_fill(~graph.forward_mask, -np.inf)
-    assert dag_speed.jsd_of(graph, optimal.float().numpy()) < 1e-6
+    assert table_bench.exact_metrics(graph, optimal.float().numpy())["jsd"] < 1e-6
     wrong = optimal.float().numpy()
     wrong[0, 1] = -np.inf if np.isfinite(wrong[0, 1]) else 0.0
     with pytest.raises(ValueError, match="differ from ours on 1 states"):
-        dag_speed.check_mask(graph, wrong, "wrong")
+        table_bench.check_mask(graph, wrong, "wrong")
 
     script = tmp_path / "fake_peer.py"
     script.write_text(FAKE_DAG_PEER)
-    monkeypatch.setitem(dag_speed.PEERS, "fake", (script, []))
-    result = dag_speed.run_peer("fake", sys.executable, 20, 1, 10, task, graph)
-    expected = distribution_metrics(graph.terminal_distribution(UniformPolicy(graph.env)), graph.target)["jsd"]
+    monkeypatch.setitem(dag_speed.TASK.peers, "fake", (script, []))
+    result = table_bench.run_peer(dag_speed.TASK, "fake", sys.executable, 20, 1, 10, task_file, graph)
+    expected = distribution_metrics(graph.terminal_distribution(UniformPolicy(graph.env)), graph.target)
     assert [point["iteration"] for point in result["curve"]] == [10, 20]
-    assert result["jsd"] == pytest.approx(expected, rel=1e-5) and 0.1 < expected < np.log(2)
+    assert result["jsd"] == pytest.approx(expected["jsd"], rel=1e-5) and 0.1 < expected["jsd"] < np.log(2)
+    assert result["l1"] == pytest.approx(expected["l1"], rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ising_speed", "sets_speed"])
+def test_bench_table_tasks_write_what_their_peers_read(name, tmp_path, monkeypatch):
+    """The Ising and sets task files: states in the peers' encoding, one key per finished object,
+    the reward table reproducing our log R, and our own uniform policy's table scored exactly."""
+    import importlib
+
+    import numpy as np
+
+    from gflownets.evaluation import distribution_metrics
+    from gflownets.policies import UniformPolicy
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import table_bench
+
+    task = importlib.import_module(name).TASK
+    task_file = tmp_path / "task.npz"
+    graph = table_bench.make_task(task, task_file, seed=0)
+    stored = np.load(task_file)
+    terminal = stored["terminal"]
+    assert terminal.sum() == len(graph.terminal_ids) < graph.n_states == len(stored["states"])
+    assert set(np.unique(stored["states"])) <= {-1, 0, 1}
+    keys = table_bench.bit_keys(task.flat_bits(stored["states"][terminal]))
+    assert len(np.unique(keys)) == len(keys)
+    assert np.array_equal(stored["log_r_sorted"][np.searchsorted(stored["keys_sorted"], keys)],
+                          graph.log_rewards.numpy())
+    assert np.isnan(stored["log_r"][~terminal]).all()
+    uniform = graph.forward_log_probs(UniformPolicy(graph.env)).masked_fill(~graph.forward_mask, -np.inf)
+    table_bench.check_mask(graph, uniform.numpy(), "uniform")
+    expected = distribution_metrics(graph.terminal_distribution(UniformPolicy(graph.env)), graph.target)["l1"]
+    assert table_bench.exact_metrics(graph, uniform.numpy())["l1"] == pytest.approx(expected)
 
 
 def test_bench_dag_speed_ours_eager_only(tmp_path):
