@@ -3,7 +3,7 @@ CLI trainer against peer libraries (gfnx, torchgfn), same task, objective and ne
 interleaved (seed by seed, system by system) so machine load hits all alike.
 
     python bench/ising_speed.py [--iters 3000] [--seeds 0 1 2] [--quick]
-                                [--systems ours-eager gfnx gfnx-scan torchgfn]
+                                [--systems ours ours-eager gfnx gfnx-scan torchgfn]
     python bench/ising_speed.py --write-task task.npz     # the peers' task file alone
 
 The task, identical for every system: x in {0, 1}^D, D = 9, built one bit at a time in any
@@ -16,9 +16,9 @@ The seeds are training seeds (the reward is the same for all).
 The settings, for all: trajectory balance with a learned log Z (Adam lr 0.1), uniform P_B (one
 over the number of set bits; no P_B head), on-policy, batch 16, Adam lr 1e-3; the network an MLP
 2 x 256 with LeakyReLU(0.01) over the one-hot of each position over {unset, 0, 1} (27 inputs, our
-`features`), one head of 2 D + 1 logits masked by each library's own rule; one thread. Ours runs
-eager only (the bits environment has no compiled rollout); gfnx twice (Python loop over its
-jitted step, and one jitted `lax.scan`).
+`features`), one head of 2 D + 1 logits masked by each library's own rule (gfnx has no exit
+action: a trajectory ends with its D-th bit); one thread. Ours runs compiled (`--compile`) and
+eager; gfnx twice (Python loop over its jitted step, and one jitted `lax.scan`).
 
 Quality, computed by the harness alike for every system from its log P_F on all 3^9 = 19,683
 states: the exact distribution over the 512 vectors it samples and its L1 (and JSD) to the
@@ -51,8 +51,7 @@ TASK = TableTask(
            "torchgfn": (BENCH / "peers" / "torchgfn_ising.py", [])},
     peer_args=("--exploration", "0"), batch_size=16, metric="l1", level=0.1,
     settings={**ENV, "hidden": 256, "layers": 2, "activation": "leaky_relu(0.01)", "objective": "tb",
-              "backward_policy": "uniform", "exploration": 0.0, "lr": 1e-3, "lr_logz": 0.1},
-    skip=("ours",))
+              "backward_policy": "uniform", "exploration": 0.0, "lr": 1e-3, "lr_logz": 0.1})
 
 if __name__ == "__main__":
     sys.exit(main(TASK, __doc__.splitlines()[0]))

@@ -4,7 +4,7 @@ makes the same trajectories as the same code run eagerly, and training with it l
 import pytest
 import torch
 
-from gflownets.envs import DAG, BitSeq, Hypergrid, Sequence, Sets
+from gflownets.envs import DAG, Bits, BitSeq, Hypergrid, Sequence, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
 from gflownets.fast import (ClosedFormStep, CompiledSampler, KeptRollout, modified_detailed_balance_gradients,
@@ -40,8 +40,9 @@ def small_bitseq():
 
 @pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=6), Hypergrid(ndim=3, height=3),
                                  Sets(n_items=6, set_size=3), small_bitseq(),
-                                 Sequence(alphabet="abc", max_length=3, min_length=1), DAG(nodes=3, samples=20)],
-                         ids=["hypergrid-2d", "hypergrid-3d", "sets", "bitseq", "sequence", "dag"])
+                                 Sequence(alphabet="abc", max_length=3, min_length=1), DAG(nodes=3, samples=20),
+                                 Bits(dim=4)],
+                         ids=["hypergrid-2d", "hypergrid-3d", "sets", "bitseq", "sequence", "dag", "bits"])
 def test_fixed_step_rollout_samples_the_policy_exactly(env):
     policy = peaked_policy(env)
     graph = StateGraph(env)
@@ -73,7 +74,7 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
 
 
 @pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=4), Sets(n_items=6, set_size=3), small_bitseq(),
-                                 DAG(nodes=3, samples=20)], ids=["hypergrid", "sets", "bitseq", "dag"])
+                                 DAG(nodes=3, samples=20), Bits(dim=4)], ids=["hypergrid", "sets", "bitseq", "dag", "bits"])
 def test_compiled_rollout_makes_the_same_trajectories_as_eager(env, generator):
     """(The DAG's reward, a gather of its local-score table, is traced into the graph too.)"""
     policy = peaked_policy(env)
@@ -108,7 +109,7 @@ def test_compile_refuses_what_it_cannot_do(tmp_path):
     data.write_text("x0,x1\n1,2\n")
     with pytest.raises(ConfigError, match="offline"):
         RunConfig(offline=str(data), compile=True).validate()
-    assert Hypergrid.compilable and Sets.compilable and BitSeq.compilable and DAG.compilable
+    assert Hypergrid.compilable and Sets.compilable and BitSeq.compilable and DAG.compilable and Bits.compilable
 
 
 class _BranchingGrid(Hypergrid):

@@ -66,6 +66,7 @@ class Bits(DiscreteEnv):
 
     name = "bits"
     Config = BitsConfig
+    compilable = True  # masks, features, step and the ring energy are branch-free tensor code
     value_range = (0, 1)
     max_enumerable_states = 3 ** MAX_ENUMERABLE_DIM
     run_defaults = {"objective": "tb", "iters": 4000, "batch_size": 32, "hidden": 128, "lr_logz": 0.1,
