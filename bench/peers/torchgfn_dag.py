@@ -39,9 +39,6 @@ estimator's output through `to_probability_distribution` and `GraphActionDistrib
 as its sampler uses them; -inf where masked). Prints one JSON line: iterations, seconds,
 it/s, trajectories/s, peak RSS (before the first evaluation)."""
 
-import argparse
-import json
-import time
 
 from collections import defaultdict
 
@@ -58,7 +55,7 @@ from gfn.preprocessors import Preprocessor
 from gfn.states import GraphStates
 from gfn.utils.common import set_seed
 from gfn.utils.modules import MLP, GraphActionUniform
-from peak_rss import peak_mb
+from table_peer import parse_args, train_and_evaluate
 
 
 def adjacency(states: GraphStates, d: int) -> torch.Tensor:
@@ -172,15 +169,7 @@ def all_log_probs(env: BayesianStructure, pf: DiscreteGraphPolicyEstimator, adja
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--task", required=True, help=".npz from bench/dag_speed.py --write-task")
-    parser.add_argument("--iters", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every N iterations (0: at the end only)")
-    parser.add_argument("--evals-out", required=True, help=".npz: iterations, seconds, log_probs")
-    parser.add_argument("--exploration", type=float, default=0.1, help="epsilon, as torchgfn's example applies it")
-    args = parser.parse_args()
+    args = parse_args("DAG", 32, 0.1, "epsilon, as torchgfn's example applies it")
     torch.set_num_threads(1)
     set_seed(args.seed)
 
@@ -200,29 +189,15 @@ def main() -> None:
     epsilon[GraphActions.ACTION_TYPE_KEY] = args.exploration / d ** 2
     epsilon[GraphActions.EDGE_INDEX_KEY] = args.exploration
 
-    iterations, seconds_at, tables = [], [], []
-    peak_rss_mb = None
-    seconds = 0.0
-    for iteration in range(1, args.iters + 1):
-        start = time.perf_counter()
+    def step() -> None:
         trajectories = gflownet.sample_trajectories(env, n=args.batch_size, save_logprobs=True, epsilon=epsilon)
         transitions = gflownet.to_training_samples(trajectories)
         optimizer.zero_grad()
         loss = gflownet.loss(env, transitions, recalculate_all_logprobs=True)
         loss.backward()
         optimizer.step()
-        seconds += time.perf_counter() - start
-        if iteration == args.iters or (args.eval_every and iteration % args.eval_every == 0):
-            if peak_rss_mb is None:  # training's, not evaluation's
-                peak_rss_mb = peak_mb()
-            iterations.append(iteration)
-            seconds_at.append(seconds)
-            tables.append(all_log_probs(env, pf, states_all))
-    np.savez(args.evals_out, iterations=np.array(iterations, dtype=np.int64),
-             seconds=np.array(seconds_at, dtype=np.float64), log_probs=np.stack(tables).astype(np.float32))
-    print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": args.iters / seconds,
-                      "trajectories_per_s": args.batch_size * args.iters / seconds, "compile_seconds": 0.0,
-                      "peak_rss_mb": peak_rss_mb}))
+
+    train_and_evaluate(args, step, lambda: all_log_probs(env, pf, states_all))
 
 
 if __name__ == "__main__":

@@ -29,9 +29,6 @@ distribution (the estimator's output through `to_probability_distribution`, as i
 it; -inf where masked). Prints one JSON line: iterations, seconds, it/s, trajectories/s, peak RSS
 (before the first evaluation)."""
 
-import argparse
-import json
-import time
 
 import numpy as np
 import torch
@@ -43,7 +40,7 @@ from gfn.preprocessors import Preprocessor
 from gfn.states import States
 from gfn.utils.common import set_seed
 from gfn.utils.modules import MLP
-from peak_rss import peak_mb
+from table_peer import parse_args, train_and_evaluate
 
 
 class TableEnergy(EnergyFunction):
@@ -75,15 +72,7 @@ class PositionOneHot(Preprocessor):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--task", required=True, help=".npz of the Ising task (states, log R table)")
-    parser.add_argument("--iters", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every N iterations (0: at the end only)")
-    parser.add_argument("--evals-out", required=True, help=".npz: iterations, seconds, log_probs")
-    parser.add_argument("--exploration", type=float, default=0.0, help="torchgfn's epsilon; 0: on-policy")
-    args = parser.parse_args()
+    args = parse_args("Ising", 16, 0.0, "torchgfn's epsilon; 0: on-policy")
     torch.set_num_threads(1)
     set_seed(args.seed)
 
@@ -119,30 +108,16 @@ def main() -> None:
             log_probs = log_probs.masked_fill(~all_states.forward_masks, -float("inf"))
         return log_probs[:, torchgfn_of_ours].numpy().astype(np.float32)
 
-    iterations, seconds_at, tables = [], [], []
-    peak_rss_mb = None
-    seconds = 0.0
-    for iteration in range(1, args.iters + 1):
-        start = time.perf_counter()
+    def step() -> None:
         trajectories = gfn.sample_trajectories(env, n=args.batch_size, save_logprobs=True,
                                                epsilon=args.exploration)
         loss = gfn.loss(env, trajectories, recalculate_all_logprobs=recalculate)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        seconds += time.perf_counter() - start
-        if iteration == args.iters or (args.eval_every and iteration % args.eval_every == 0):
-            if peak_rss_mb is None:  # training's, not evaluation's
-                peak_rss_mb = peak_mb()
-            iterations.append(iteration)
-            seconds_at.append(seconds)
-            tables.append(all_log_probs())
-    np.savez(args.evals_out, iterations=np.array(iterations, dtype=np.int64),
-             seconds=np.array(seconds_at, dtype=np.float64), log_probs=np.stack(tables).astype(np.float32))
-    print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": args.iters / seconds,
-                      "trajectories_per_s": args.batch_size * args.iters / seconds, "compile_seconds": 0.0,
-                      "peak_rss_mb": peak_rss_mb, "log_z": float(gfn.logZ.detach()),
-                      "log_r_max_abs_diff": log_r_diff}))
+
+    train_and_evaluate(args, step, all_log_probs,
+                       extra=lambda: {"log_z": float(gfn.logZ.detach()), "log_r_max_abs_diff": log_r_diff})
 
 
 if __name__ == "__main__":

@@ -25,9 +25,6 @@ iterations, training seconds, and log P_F(a | s) of every task state (task order
 Prints one JSON line: iterations, seconds, it/s, trajectories/s, peak RSS (before the first
 evaluation)."""
 
-import argparse
-import json
-import time
 
 import numpy as np
 import torch
@@ -39,7 +36,7 @@ from gfn.preprocessors import IdentityPreprocessor
 from gfn.states import DiscreteStates
 from gfn.utils.common import set_seed
 from gfn.utils.modules import MLP
-from peak_rss import peak_mb
+from table_peer import parse_args, train_and_evaluate
 
 
 class TableLogReward:
@@ -80,15 +77,7 @@ def all_log_probs(env: SetAddition, pf: DiscretePolicyEstimator, states: np.ndar
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--task", required=True, help=".npz from the bench's sets task")
-    parser.add_argument("--iters", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every N iterations (0: at the end only)")
-    parser.add_argument("--evals-out", required=True, help=".npz: iterations, seconds, log_probs")
-    parser.add_argument("--exploration", type=float, default=0.0, help="torchgfn's epsilon (0: on-policy)")
-    args = parser.parse_args()
+    args = parse_args("sets", 16, 0.0, "torchgfn's epsilon (0: on-policy)")
     torch.set_num_threads(1)
     set_seed(args.seed)
 
@@ -113,29 +102,15 @@ def main() -> None:
     optimizer.add_param_group({"params": gflownet.logz_parameters(), "lr": 0.1})
     policy_kwargs = {"epsilon": args.exploration} if args.exploration > 0 else {}
 
-    iterations, seconds_at, tables = [], [], []
-    peak_rss_mb = None
-    seconds = 0.0
-    for iteration in range(1, args.iters + 1):
-        start = time.perf_counter()
+    def step() -> None:
         trajectories = gflownet.sample_trajectories(env, n=args.batch_size, save_logprobs=True, **policy_kwargs)
         optimizer.zero_grad()
         # off-policy (epsilon > 0) the saved log-probs are the noisy policy's: recompute them
         loss = gflownet.loss(env, trajectories, recalculate_all_logprobs=args.exploration > 0)
         loss.backward()
         optimizer.step()
-        seconds += time.perf_counter() - start
-        if iteration == args.iters or (args.eval_every and iteration % args.eval_every == 0):
-            if peak_rss_mb is None:  # training's, not evaluation's
-                peak_rss_mb = peak_mb()
-            iterations.append(iteration)
-            seconds_at.append(seconds)
-            tables.append(all_log_probs(env, pf, states_all))
-    np.savez(args.evals_out, iterations=np.array(iterations, dtype=np.int64),
-             seconds=np.array(seconds_at, dtype=np.float64), log_probs=np.stack(tables).astype(np.float32))
-    print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": args.iters / seconds,
-                      "trajectories_per_s": args.batch_size * args.iters / seconds, "compile_seconds": 0.0,
-                      "peak_rss_mb": peak_rss_mb}))
+
+    train_and_evaluate(args, step, lambda: all_log_probs(env, pf, states_all))
 
 
 if __name__ == "__main__":
