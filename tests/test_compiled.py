@@ -102,9 +102,15 @@ def test_training_with_compile_learns_the_target():
     assert summary["compile_seconds"] > 0 and summary["seconds"] > 0
 
 
+class _EagerGrid(Hypergrid):
+    """An environment that does not declare a compilable rollout."""
+
+    compilable = False
+
+
 def test_compile_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="compile"):
-        Trainer(RunConfig(env="bits", compile=True), progress=False)
+        Trainer(RunConfig(env="hypergrid", compile=True), env=_EagerGrid(ndim=2, height=3), progress=False)
     data = tmp_path / "objects.csv"
     data.write_text("x0,x1\n1,2\n")
     with pytest.raises(ConfigError, match="offline"):
@@ -338,8 +344,8 @@ def test_the_default_path_is_compiled_where_it_pays_and_says_so(monkeypatch, tmp
     assert use and note.startswith("fast path") and "--no-compile" in note
     use, note = choose(iters=AUTO_COMPILE_ITERS - 1)
     assert not use and "would not repay" in note and "--compile" in note
-    use, note = choose(env="bits")
-    assert not use and "bits has no compilable rollout" in note
+    use, note = choose_path(RunConfig(env="hypergrid", iters=AUTO_COMPILE_ITERS), _EagerGrid(ndim=2, height=3))
+    assert not use and "hypergrid has no compilable rollout" in note
     use, note = choose(condition="beta")
     assert not use and "unconditional" in note
     monkeypatch.setattr("shutil.which", lambda name: None)
