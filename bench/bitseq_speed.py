@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from common import machine, table
+from common import machine, median, table
 from hypergrid import BENCH, peer_python, run_peer_script, train_ours
 from gflownets.envs.bitseq import BitSeq, make_modes
 from gflownets.evaluation import estimate_log_prob
@@ -132,10 +132,6 @@ def run_peer(system: str, python: str, iters: int, seed: int, task: Path, env: B
     result.update(quality(np.asarray(result.pop("log_p_test")), log_r))
     return result
 
-
-def median(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[dict]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -74,3 +75,15 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def median(values: list) -> float | None:
+    """The median of the values that are not None (None if there are none)."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def time_to(curve: list[dict], metric: str, threshold: float) -> float | None:
+    """Training seconds when `metric` of a curve of {seconds, metric} points first fell below
+    `threshold` (None: never): the benches' time to quality."""
+    return next((point["seconds"] for point in curve if point[metric] < threshold), None)

@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import time_to
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENVS = BENCH / ".venvs"
@@ -143,10 +145,6 @@ def noise_floor(dim: int, height: int, samples: int, draws: int = 5, seed: int =
     return float(np.mean([np.abs(rng.multinomial(samples, target) / samples - target).sum() for _ in range(draws)]))
 
 
-def time_to_quality(curve: list[dict], threshold: float) -> float | None:
-    """Training seconds when the exact L1 first fell below `threshold` (None: never)."""
-    return next((point["seconds"] for point in curve if point["l1"] < threshold), None)
-
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None]
@@ -204,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[bench] {system} D={dim} seed={seed} FAILED: {error}", flush=True)
                     continue
                 result.update(system=system, ndim=dim, height=args.height, seed=seed,
-                              seconds_to_quality=time_to_quality(result.get("curve", []), thresholds[dim]))
+                              seconds_to_quality=time_to(result.get("curve", []), "l1", thresholds[dim]))
                 runs.append(result)
                 print(f"[bench] D={dim} seed={seed} {system:13s} {result['iters_per_s']:8.1f} it/s  "
                       f"L1={result.get('l1_samples')}", flush=True)

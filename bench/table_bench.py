@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine, table
+from common import machine, median, table, time_to
 from hypergrid import BENCH, peer_python, run_peer_script, train_ours
 from gflownets.envs.base import DiscreteEnv
 from gflownets.evaluation import StateGraph
@@ -121,10 +121,6 @@ def check_mask(graph: StateGraph, log_probs: np.ndarray, system: str) -> None:
         raise ValueError(f"{system}: its allowed actions differ from ours on {bad} states")
 
 
-def time_to(curve: list[dict], metric: str, threshold: float) -> float | None:
-    """Training seconds when `metric` first fell below `threshold` (None: never)."""
-    return next((point["seconds"] for point in curve if point[metric] < threshold), None)
-
 
 def run_ours(task: TableTask, system: str, iters: int, seed: int, eval_every: int, graph: StateGraph) -> dict:
     """Our CLI in a child process (its own peak RSS), evaluated exactly by the trainer every
@@ -165,10 +161,6 @@ def run_peer(task: TableTask, system: str, python: str, iters: int, seed: int, e
     result.update(l1=last["l1"], jsd=last["jsd"], l1_raw=last["l1"], jsd_raw=last["jsd"], curve=curve)
     return result
 
-
-def median(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def summarise(task: TableTask, runs: list[dict], systems: list[str]) -> tuple[list[dict], list[dict]]:

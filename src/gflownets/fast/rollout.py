@@ -23,7 +23,7 @@ from gflownets.errors import ConfigError
 from gflownets.fast import mlp
 from gflownets.fast.closed_form import KeptRollout
 from gflownets.policies.base import Policy
-from gflownets.policies.distributions import exploration_probs, move_log_probs
+from gflownets.policies.distributions import exploration_probs, masked_log_softmax, move_log_probs
 from gflownets.sampling.trajectories import PAD, Trajectories
 from gflownets.sources.base import Stateless
 
@@ -55,8 +55,8 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
     trajectory balance needs (`KeptRollout`): the MLP's activations and the derivatives of each
     step's log P_F and log P_B with respect to the logits, as T * B rows in step-major order;
     with `exits` too, every row's log P_F(exit | s_t) and its derivative (what modified detailed
-    balance needs). With `default_reward`, also the environment's own log-reward of the final states: its few
-    small operations are nearly free inside the graph."""
+    balance needs). With `default_reward`, also the environment's own log-reward of the final
+    states: its few small operations are nearly free inside the graph."""
     steps, n, _ = uniforms.shape
     races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
     state_dims = len(env.state_shape)
@@ -114,29 +114,28 @@ def _log_probs_and_derivatives(env: DiscreteEnv, outputs: list, visited: list[to
     previous = F.pad(taken[:-n], (n, 0)).clamp(0, env.n_actions - 2)
     first = torch.arange(len(actions), device=actions.device) < n
 
-    exit_ = torch.full_like(actions, env.exit_action)
-
     def log_probs(f: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
         log_pf, log_pb = move_log_probs(env, f, b, states, actions, previous, first)
         out = (torch.where(valid, log_pf, 0.0), torch.where(valid, log_pb, 0.0))
-        if exits:  # log P_F(exit | s_t), as move_log_probs reads any action's
-            log_exit = move_log_probs(env, f, b, states, exit_, previous, first)[0]
+        if exits:  # log P_F(exit | s_t)
+            log_exit = masked_log_softmax(f, env.forward_mask(states))[:, env.exit_action]
             out += (torch.where(valid, log_exit, 0.0),)
         return out
 
     outs, vjp = torch.func.vjp(log_probs, forward_logits, backward_logits)
     log_pf, log_pb = outs[:2]
     ones, zeros = torch.ones_like(log_pf), torch.zeros_like(log_pf)
-    unit = [zeros] * len(outs)
-    # each log-probability depends on its own row only, so a vector-Jacobian product with ones
-    # gives every row's derivative at once
-    d_log_pf = vjp(tuple(unit[:0] + [ones] + unit[1:]))[0]
-    d_log_pb = vjp(tuple(unit[:1] + [ones] + unit[2:]))[1]
+
+    def derivative(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # each log-probability depends on its own row only, so a vector-Jacobian product with
+        # ones (for output i) gives every row's derivative at once
+        return vjp(tuple(ones if j == i else zeros for j in range(len(outs))))
+
+    d_log_pf, d_log_pb = derivative(0)[0], derivative(1)[1]
     log_ratio_sums = (log_pf - log_pb).view(-1, n).sum(dim=0)
     if not exits:
         return d_log_pf, d_log_pb, valid, log_ratio_sums
-    d_log_exit = vjp(tuple(unit[:2] + [ones]))[0]
-    return d_log_pf, d_log_pb, valid, log_ratio_sums, (log_pf, log_pb, outs[2], d_log_exit)
+    return d_log_pf, d_log_pb, valid, log_ratio_sums, (log_pf, log_pb, outs[2], derivative(2)[0])
 
 
 class CompiledSampler(Stateless):
