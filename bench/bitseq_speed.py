@@ -25,7 +25,10 @@ Quality, computed here the same way for every system from its exact log p(x) of 
 and log R, and the mean and standard deviation of log p - log R (constant, -log Z, for a perfect
 sampler: a smaller std is better); modes found: modes within Hamming distance 30 of a training
 sample. Ours is evaluated with the weights it samples with (the moving average, `ema_decay`
-0.99), and also with its raw weights (`*_raw`), which is what the peers have.
+0.99), and also with its raw weights (`*_raw`), which is what the peers have. Time to quality
+(no exact distribution here): every `EVAL_EVERY` iterations, outside its clock, each system
+hands over the test set's log p (ours: its trainer's `test_spearman`, moving-average weights);
+the bench reports the training seconds until the Spearman first exceeds `SPEARMAN_LEVEL`.
 
 Peers run in their own virtual environments under bench/.venvs/ (`peer_python`, shared with
 bench/hypergrid.py); a peer that cannot run is skipped. Writes bench/results/bitseq_speed.json."""
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from common import machine, median, table
+from common import machine, median, table, time_to
 from hypergrid import BENCH, peer_python, run_peer_script, train_ours
 from gflownets.envs.bitseq import BitSeq, make_modes
 from gflownets.evaluation import estimate_log_prob
@@ -55,6 +58,10 @@ from gflownets.training import load_run
 #: the task: 120 bits, tokens of 8, 60 modes of seed 0, beta 240, append-only
 TASK = {"length": 120, "token_bits": 8, "num_modes": 60, "mode_seed": 0, "beta": 240.0, "mode_threshold": 30}
 TEST_SIZE, TEST_SEED, BATCH_SIZE = 1000, 0, 16
+#: evaluations for time to quality: every EVAL_EVERY iterations, seconds until Spearman > SPEARMAN_LEVEL
+#: (every system rises to ~0.75 within 100 iterations and to 0.795-0.804 by 2000: session 12's
+#: medians; the level is just below that plateau)
+EVAL_EVERY, SPEARMAN_LEVEL = 100, 0.79
 #: our two variants: the compiled rollout (forced) and eager
 OURS = {"ours": ["--compile"], "ours-eager": ["--no-compile"]}
 #: each peer: script and driver arguments; its name is also its key in bench/hypergrid.py's PEERS,
@@ -97,8 +104,9 @@ def modes_found(env: BitSeq, tokens: np.ndarray) -> int:
 
 
 def run_ours(system: str, iters: int, seed: int, test: torch.Tensor, log_r: np.ndarray) -> dict:
-    """Our CLI in a child process (its own peak RSS); then its run folder is loaded here for the
-    exact log p(x) of the test set (one backward trajectory per object: exact when append-only)."""
+    """Our CLI in a child process (its own peak RSS), its trainer scoring the test set every
+    `EVAL_EVERY` iterations (outside its clock); then its run folder is loaded here for the exact
+    log p(x) of the test set (one backward trajectory per object: exact when append-only)."""
     with tempfile.TemporaryDirectory() as tmp:
         peak_rss_mb = train_ours(["bitseq", "--length", str(TASK["length"]), "--token-bits", str(TASK["token_bits"]),
                                   "--num-modes", str(TASK["num_modes"]), "--mode-seed", str(TASK["mode_seed"]),
@@ -106,32 +114,42 @@ def run_ours(system: str, iters: int, seed: int, test: torch.Tensor, log_r: np.n
                                   "--no-prepend", "--objective", "tb", "--backward-policy", "uniform",
                                   "--batch-size", str(BATCH_SIZE), "--hidden", "256", "--layers", "2", "--lr", "1e-3",
                                   "--lr-logz", "0.5", "--exploration", "0", "--iters", str(iters), "--seed", str(seed),
-                                  "--eval-every", "0", "--final-samples", "0", "--no-exact", "--quiet",
+                                  "--eval-every", str(EVAL_EVERY), "--final-samples", "0", "--no-exact", "--quiet",
                                   "--threads", "1", "--out", tmp, *OURS[system]])
         summary = json.loads((Path(tmp) / "summary.json").read_text())
+        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
         trainer = load_run(tmp)
         log_p = {suffix: estimate_log_prob(trainer.env, policy, test, 1).numpy()
                  for suffix, policy in (("", trainer.eval_policy), ("_raw", trainer.policy))}
     seconds = summary["seconds"]
+    curve = [{"iteration": r["step"], "seconds": r["seconds"], "spearman": r["test_spearman"]}
+             for r in records if "test_spearman" in r]
     return {"iterations": summary["iterations"], "seconds": seconds, "iters_per_s": summary["iterations"] / seconds,
             "trajectories_per_s": BATCH_SIZE * summary["iterations"] / seconds,
             "compile_seconds": summary.get("compile_seconds", 0.0), "peak_rss_mb": peak_rss_mb,
             "log_z": summary["log_z"], "modes_found": summary["modes_found"],
-            **quality(log_p[""], log_r), **quality(log_p["_raw"], log_r, "_raw")}
+            **quality(log_p[""], log_r), **quality(log_p["_raw"], log_r, "_raw"), "curve": curve,
+            "seconds_to_level": time_to(curve, "spearman", SPEARMAN_LEVEL, below=False)}
 
 
 def run_peer(system: str, python: str, iters: int, seed: int, task: Path, env: BitSeq, log_r: np.ndarray) -> dict:
-    """The peer's script in its venv: one JSON line, and its training samples for modes found."""
+    """The peer's script in its venv: one JSON line, the test set's log p at each evaluation, and
+    its training samples for modes found."""
     script, driver_args = PEERS[system]
     with tempfile.TemporaryDirectory() as tmp:
-        samples = Path(tmp) / "samples.npy"
+        samples, evals_path = Path(tmp) / "samples.npy", Path(tmp) / "evals.npz"
         cmd = [python, str(script), "--task", str(task), "--samples-out", str(samples), "--iters", str(iters),
-               "--seed", str(seed), "--batch-size", str(BATCH_SIZE), *driver_args]
+               "--seed", str(seed), "--batch-size", str(BATCH_SIZE), "--eval-every", str(EVAL_EVERY),
+               "--evals-out", str(evals_path), *driver_args]
         result = run_peer_script(system, cmd)
         result["modes_found"] = modes_found(env, np.load(samples))
-    result.update(quality(np.asarray(result.pop("log_p_test")), log_r))
+        evals = np.load(evals_path)
+        iterations, seconds, log_ps = evals["iterations"], evals["seconds"], evals["log_probs"]
+    curve = [{"iteration": int(i), "seconds": float(t), "spearman": quality(log_p, log_r)["spearman"]}
+             for i, t, log_p in zip(iterations, seconds, log_ps)]
+    result.update(quality(log_ps[-1], log_r), curve=curve,
+                  seconds_to_level=time_to(curve, "spearman", SPEARMAN_LEVEL, below=False))
     return result
-
 
 
 def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[dict]]:
@@ -139,7 +157,8 @@ def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[di
     system's median it/s over each peer's."""
     peers = [s for s in systems if s in PEERS and any(r["system"] == s for r in runs)]
     keys = ["iters_per_s", "trajectories_per_s", "seconds", "compile_seconds", "peak_rss_mb", "spearman",
-            "logp_minus_logr_mean", "logp_minus_logr_std", "modes_found", "spearman_raw", "logp_minus_logr_std_raw"]
+            "logp_minus_logr_mean", "logp_minus_logr_std", "modes_found", "spearman_raw", "logp_minus_logr_std_raw",
+            "seconds_to_level"]
     summary = []
     for system in systems:
         sel = [r for r in runs if r["system"] == system]
@@ -147,6 +166,7 @@ def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[di
             row = {"system": system, "n": len(sel), **{key: median([r.get(key) for r in sel]) for key in keys}}
             rates = [r["iters_per_s"] for r in sel]
             row["iters_per_s_mean"], row["iters_per_s_std"] = statistics.mean(rates), statistics.pstdev(rates)
+            row["reached_level"] = sum(r.get("seconds_to_level") is not None for r in sel)
             summary.append(row)
     rate = {row["system"]: row["iters_per_s"] for row in summary}
     for row in summary:
@@ -154,7 +174,8 @@ def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[di
     printed = [{"system": row["system"], "n": row["n"], "it/s": row["iters_per_s"], "traj/s": row["trajectories_per_s"],
                 "train s": row["seconds"], "compile s": row["compile_seconds"], "peak MB": row["peak_rss_mb"],
                 "spearman": row["spearman"], "std(logp-logR)": row["logp_minus_logr_std"],
-                "modes": row["modes_found"],
+                "modes": row["modes_found"], f"s to {SPEARMAN_LEVEL}": row["seconds_to_level"],
+                f"{SPEARMAN_LEVEL} hit": f"{row['reached_level']}/{row['n']}",
                 **{f"/{peer}": f"{ratio:.2f}x" for peer, ratio in row["iters_per_s_over"].items()}}
                for row in summary]
     return summary, printed
@@ -195,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     summary, printed = summarise(runs, systems)
     lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
     lines.append(f"medians over seeds {args.seeds}, {args.iters} iterations of batch {BATCH_SIZE}; /PEER: it/s over "
-                 f"PEER's; spearman and std(logp-logR) on {TEST_SIZE} test sequences (ours: moving-average weights)")
+                 f"PEER's; spearman and std(logp-logR) on {TEST_SIZE} test sequences (ours: moving-average weights); "
+                 f"s to {SPEARMAN_LEVEL}: training seconds until the Spearman first exceeds {SPEARMAN_LEVEL} "
+                 f"(evaluated every {EVAL_EVERY} iterations; median over the runs that reached it)")
     print("\n".join(lines))
 
     out = Path(args.out)
@@ -204,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "settings": {**TASK, "append_only": True, "iters": args.iters, "seeds": args.seeds, "systems": systems,
                      "test_size": TEST_SIZE, "test_seed": TEST_SEED, "batch_size": BATCH_SIZE, "hidden": 256,
+                     "eval_every": EVAL_EVERY, "spearman_level": SPEARMAN_LEVEL,
                      "layers": 2, "activation": "leaky_relu(0.01)", "objective": "tb", "lr": 1e-3, "lr_logz": 0.5},
         "machine": {**machine(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
         "runs": runs, "summary": summary, "table": lines}, indent=2))

@@ -83,7 +83,8 @@ def median(values: list) -> float | None:
     return statistics.median(values) if values else None
 
 
-def time_to(curve: list[dict], metric: str, threshold: float) -> float | None:
+def time_to(curve: list[dict], metric: str, threshold: float, below: bool = True) -> float | None:
     """Training seconds when `metric` of a curve of {seconds, metric} points first fell below
-    `threshold` (None: never): the benches' time to quality."""
-    return next((point["seconds"] for point in curve if point[metric] < threshold), None)
+    `threshold` (`below=False`: rose above it; None: never): the benches' time to quality."""
+    return next((point["seconds"] for point in curve
+                 if (point[metric] < threshold if below else point[metric] > threshold)), None)

@@ -2,14 +2,15 @@
 trajectories/s and the network's achieved GFLOP/s against this machine's matmul rate, measured
 in the same run.
 
-    python bench/scaling.py [--tasks hypergrid bitseq dag] [--dims 2 4 8] [--heights 8 16 32]
+    python bench/scaling.py [--tasks hypergrid bitseq dag ising sets] [--dims 2 4 8] [--heights 8 16 32]
                             [--batches 16 256 1024 4096] [--seconds 3] [--compile]
                             [--out bench/results/scaling.json]
 
 Tasks, with the settings of their speed benchmarks: `hypergrid` (bench/hypergrid.py: TB, learned
 P_B; one cell per --dims x --heights), `bitseq` (bench/bitseq_speed.py: 120 bits as 15 tokens of 8,
 append-only, TB, uniform P_B), `dag` (bench/dag_speed.py: d = 5, BGe, modified DB, uniform P_B,
-epsilon 0.1); MLP 2 x 256, Adam 1e-3 for all. Each cell trains from scratch with the same
+epsilon 0.1), `ising` (bench/ising_speed.py: bits D = 9 on a ring, TB, uniform P_B) and `sets`
+(bench/sets_speed.py: 4 of 10 items, TB, uniform P_B); MLP 2 x 256, Adam 1e-3 for all. Each cell trains from scratch with the same
 `train_step` a CLI run takes, for `--seconds` after 3 warm-up iterations (with `--compile`, the
 compiled rollout; its compilation falls in the warm-up). The network's FLOPs are counted from the
 states actually visited: every state of a trajectory is evaluated once in the rollout (no grad)
@@ -62,6 +63,10 @@ TASKS = {
     "dag": {"env": "dag", "objective": "mdb", "backward_policy": "uniform", "exploration": 0.1, "replay_size": 0,
             "replay_batch": 0, "target_decay": 0.0,
             "env_args": {"nodes": 5, "samples": 100, "score": "bge", "edges_per_node": 1.0, "prior": "uniform"}},
+    "ising": {"env": "bits", "objective": "tb", "backward_policy": "uniform", "lr_logz": 0.1, "exploration": 0.0,
+              "env_args": {"dim": 9, "coupling": 0.5, "field": 0.1}},
+    "sets": {"env": "sets", "objective": "tb", "backward_policy": "uniform", "lr_logz": 0.1, "exploration": 0.0,
+             "env_args": {"n_items": 10, "set_size": 4}},
 }
 
 

@@ -33,8 +33,8 @@ def test_bench_scaling_one_cell_per_task(tmp_path):
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    grid, bits, dag = result["cells"]
-    assert [cell["task"] for cell in result["cells"]] == ["hypergrid", "bitseq", "dag"]
+    grid, bits, dag, ising, sets = result["cells"]
+    assert [cell["task"] for cell in result["cells"]] == ["hypergrid", "bitseq", "dag", "ising", "sets"]
     for cell in result["cells"]:
         assert cell["iterations"] >= 3 and cell["iters_per_s"] > 0 and cell["batch"] == 16
         assert 0 < cell["network_gflops"] < result["machine"]["matmul_gflops_2048"] * 2
@@ -42,6 +42,8 @@ def test_bench_scaling_one_cell_per_task(tmp_path):
     assert 1 <= grid["states_per_trajectory"] <= 7 and (grid["ndim"], grid["height"]) == (2, 4)
     assert bits["states_per_trajectory"] == 16
     assert 1 <= dag["states_per_trajectory"] <= 11
+    # D = 9 bits: s0 and one state per written bit, 10; 4 of 10 items: s0 and one per item added, 5
+    assert ising["states_per_trajectory"] == 10 and sets["states_per_trajectory"] == 5
 
 
 def test_bench_ebgfn_ising_quick(tmp_path):
@@ -93,9 +95,52 @@ def test_bench_bitseq_speed_ours_eager_only(tmp_path):
         assert -1 <= run[f"spearman{suffix}"] <= 1 and run[f"logp_minus_logr_std{suffix}"] > 0
     assert abs(run["logp_minus_logr_mean"]) < 1e3
     assert 0 <= run["modes_found"] <= 60
+    # the trainer's own test-set Spearman at its last evaluation is the harness's, of the same weights
+    assert run["curve"][-1]["iteration"] == 20 and run["curve"][-1]["seconds"] <= run["seconds"]
+    assert run["curve"][-1]["spearman"] == pytest.approx(run["spearman"], abs=1e-9)
     (row,) = result["summary"]
     assert row["system"] == "ours-eager" and row["n"] == 1 and row["iters_per_s"] == run["iters_per_s"]
     assert any(line.lstrip().startswith("ours-eager") for line in result["table"])
+
+
+FAKE_BITSEQ_PEER = """
+import argparse, json
+import numpy as np
+parser = argparse.ArgumentParser()
+for name in ("--task", "--samples-out", "--iters", "--seed", "--batch-size", "--eval-every", "--evals-out"):
+    parser.add_argument(name)
+args = parser.parse_args()
+task = np.load(args.task)
+log_r = task["test_log_r"]
+backwards = -log_r  # a sampler whose order is the reverse of R's, then one that matches R
+np.savez(args.evals_out, iterations=np.array([10, 20]), seconds=np.array([0.5, 1.0]),
+         log_probs=np.stack([backwards, log_r - 7.0]).astype(np.float32))
+np.save(args.samples_out, task["test_tokens"][:32])
+print(json.dumps({"iterations": 20, "seconds": 1.0, "iters_per_s": 20.0, "trajectories_per_s": 320.0,
+                  "compile_seconds": 0.0, "peak_rss_mb": 1.0}))
+"""
+
+
+def test_bench_bitseq_speed_scores_a_peers_evaluations(tmp_path, monkeypatch):
+    """The harness's side of a bit-sequence peer: each evaluation's test-set log p is scored
+    (Spearman, log p - log R), and time to quality is the first evaluation above the level."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bitseq_speed
+
+    script = tmp_path / "fake_peer.py"
+    script.write_text(FAKE_BITSEQ_PEER)
+    monkeypatch.setitem(bitseq_speed.PEERS, "fake", (script, []))
+    task, env, test, log_r = bitseq_speed.make_task(tmp_path)
+    result = bitseq_speed.run_peer("fake", sys.executable, 20, 0, task, env, log_r)
+    first, last = result["curve"]
+    assert first["spearman"] == pytest.approx(-1.0) and last["spearman"] == pytest.approx(1.0)
+    assert result["seconds_to_level"] == 1.0 and result["spearman"] == pytest.approx(1.0)
+    assert result["logp_minus_logr_mean"] == pytest.approx(-7.0, abs=1e-4)
+    assert result["logp_minus_logr_std"] < 1e-4
+    assert 1 <= result["modes_found"] <= 60
+    assert np.isfinite(result["iters_per_s"])
 
 
 FAKE_DAG_PEER = """

@@ -303,6 +303,37 @@ def test_small_bitseq_exact_distribution(prepend):
     assert summary["modes_found"] == summary["n_modes"]
 
 
+@pytest.mark.parametrize("prepend", [False, True])
+def test_bitseq_evaluations_report_the_test_sets_spearman(prepend):
+    """Every evaluation reports the trajectory balance paper's measure, Spearman(log p, log R)
+    on the held-out test set: the direct computation's value from the exact log p (for the
+    exact sampler, whose P_B makes the prepend variant's estimate exact too, and for any policy),
+    and nothing for a user's reward (it may be costly to call)."""
+    env = BitSeq(length=6, token_bits=2, num_modes=4, mode_threshold=1, prepend=prepend, beta=5.0)
+    graph = StateGraph(env)
+    test = env.test_set(1000)
+    log_r = env.log_reward(test)
+    optimum = optimal_tabular_policy(graph)
+    used = 200 if prepend else 1000
+    estimate = estimate_log_prob(env, optimum, test[:used], 10 if prepend else 1, torch.Generator().manual_seed(0))
+    assert torch.allclose(estimate, log_r[:used] - graph.log_z)
+    assert env.policy_metrics(optimum)["test_spearman"] == pytest.approx(spearman(estimate, log_r[:used]), abs=1e-9)
+    # (log R has a few levels only; float rounding breaks its ties in log p, so that is not quite 1)
+    assert spearman(estimate.round(decimals=6), log_r[:used]) == pytest.approx(1.0)
+    policy = MLPPolicy(env, hidden=16)
+    direct = spearman(exact_log_prob(graph, policy, test), log_r)
+    if prepend:  # estimated from 10 backward trajectories each, on the first 200
+        direct = spearman(exact_log_prob(graph, policy, test[:200]), log_r[:200])
+        assert env.policy_metrics(policy)["test_spearman"] == pytest.approx(direct, abs=0.1)
+    else:  # one trajectory each: exact
+        assert env.policy_metrics(policy)["test_spearman"] == pytest.approx(direct, abs=1e-9)
+    assert direct < 0.9
+    trainer = Trainer(RunConfig(iters=2, batch_size=4, hidden=16, eval_every=0, threads=1), env=env, progress=False)
+    assert trainer.evaluate()["test_spearman"] == env.policy_metrics(trainer.eval_policy)["test_spearman"]
+    users = BitSeq(length=6, token_bits=2, num_modes=4, reward_fn=lambda x: torch.ones(len(x), dtype=torch.float64))
+    assert users.policy_metrics(policy) == {}
+
+
 # ---------------------------------------------------------------------- Ehrlich
 @pytest.mark.parametrize("size", [(32, 32, 4, 4), (8, 12, 2, 3), (20, 20, 2, 5), (4, 6, 1, 3)])
 @pytest.mark.parametrize("seed", [0, 1, 2])

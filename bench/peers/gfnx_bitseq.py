@@ -6,17 +6,17 @@ gfnx's generator. Its log R of the harness's test sequences must equal ours, els
 
 The network is ours: one-hot of each position over {empty, token 0..255}, an MLP 2 x 256 with
 LeakyReLU(0.01), one forward head of 256, a learned log Z; the backward policy is the single
-"remove the last token" action (log P_B = 0). Two drivers, as bench/peers/gfnx_hypergrid.py:
-`--driver loop` (a Python loop over a jitted train step; the first step, compilation, timed
-apart) and `--driver scan` (the whole loop in one jitted `lax.scan`, compiled apart).
+"remove the last token" action (log P_B = 0). Two drivers (`gfnx_table`, shared with the table
+peers): `--driver loop` (a Python loop over a jitted train step; the first step, compilation,
+timed apart) and `--driver scan` (the iterations between two evaluations in one jitted
+`lax.scan`, compiled apart).
 
-Prints one JSON line (iterations, seconds, it/s, compile seconds, peak RSS, the exact log p(x)
-of the test sequences) and saves the training samples' tokens to `--samples-out` (.npy), from
-which the harness counts the modes found."""
+At --eval-every and at the end, outside the clock, the exact log p(x) of the test sequences
+goes to `--evals-out` (.npz: iterations, seconds, log_probs (evaluations, test size)). Prints
+one JSON line (iterations, seconds, it/s, compile seconds, peak RSS) and saves the training
+samples' tokens to `--samples-out` (.npy), from which the harness counts the modes found."""
 
 import argparse
-import json
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from gfnx.environment.sequence import EnvState, FixedAutoregressiveSequenceEnvir
 from gfnx.reward.bitseq import BitseqRewardModule
 from gfnx.utils.rollout import forward_rollout, forward_trajectory_log_probs
 from gfnx_hypergrid import head, init_mlp
-from peak_rss import peak_mb
+from gfnx_table import train_and_evaluate
 
 #: the slope of our trunk's LeakyReLU (gflownets.policies.mlp.NEGATIVE_SLOPE)
 NEGATIVE_SLOPE = 0.01
@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--driver", choices=["loop", "scan"], default="loop")
+    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every N iterations (0: at the end only)")
+    parser.add_argument("--evals-out", required=True, help=".npz: iterations, seconds, log_probs (of the test set)")
     args = parser.parse_args()
 
     task = np.load(args.task)
@@ -104,46 +106,7 @@ def main() -> None:
     def train_step(p, o, rng_key):
         (loss, tokens), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, rng_key)
         updates, o = optimizer.update(grads, o, p)
-        return optax.apply_updates(p, updates), o, loss, tokens
-
-    if args.driver == "loop":
-        start = time.perf_counter()
-        key, sub = jax.random.split(key)
-        params, opt_state, loss, tokens = train_step(params, opt_state, sub)
-        jax.block_until_ready(loss)
-        compile_seconds = time.perf_counter() - start
-        samples = [tokens]
-        start = time.perf_counter()
-        for _ in range(args.iters - 1):
-            key, sub = jax.random.split(key)
-            params, opt_state, loss, tokens = train_step(params, opt_state, sub)
-            samples.append(tokens)  # (a device array: no transfer, no wait)
-        jax.block_until_ready((params, loss))  # (the last steps dispatched asynchronously)
-        seconds = time.perf_counter() - start
-        timed = args.iters - 1
-    else:
-        def body(carry, rng_key):
-            p, o = carry
-            p, o, loss, tokens = train_step(p, o, rng_key)
-            return (p, o), tokens
-
-        @jax.jit
-        def train(p, o, keys):
-            return jax.lax.scan(body, (p, o), keys)
-
-        key, sub = jax.random.split(key)
-        keys = jax.random.split(sub, args.iters)
-        start = time.perf_counter()
-        compiled = train.lower(params, opt_state, keys).compile()  # compilation alone, timed apart
-        compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        (params, opt_state), samples = compiled(params, opt_state, keys)
-        jax.block_until_ready((params, samples))
-        seconds = time.perf_counter() - start
-        samples = [samples.reshape(-1, n_tokens)]
-        timed = args.iters
-    peak_rss_mb = peak_mb()  # training's, not evaluation's
-    np.save(args.samples_out, np.concatenate([np.asarray(s) for s in samples]).astype(np.int64))
+        return optax.apply_updates(p, updates), o, tokens
 
     @jax.jit
     def log_prob(p, tokens):
@@ -157,18 +120,17 @@ def main() -> None:
             total = total + jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, t:t + 1], axis=1)[:, 0]
         return total
 
-    # check of the by-hand log p against gfnx's own log P_F of sampled trajectories
+    # check of the by-hand log p against gfnx's own log P_F of sampled trajectories (before training)
     traj, info = forward_rollout(jax.random.PRNGKey(1), 64, policy_fn, params, env, env_params)
     rollout_log_pf = forward_trajectory_log_probs(env, traj, env_params)[0]
     log_p_diff = float(jnp.abs(log_prob(params, info["final_env_state"].tokens) - rollout_log_pf).max())
     if log_p_diff > 1e-3:
         raise SystemExit(f"the test set's log p(x) disagrees with gfnx's trajectory log P_F by up to {log_p_diff}")
-    print(json.dumps({"iterations": args.iters, "driver": args.driver, "seconds": seconds,
-                      "iters_per_s": timed / seconds, "trajectories_per_s": args.batch_size * timed / seconds,
-                      "compile_seconds": compile_seconds, "log_z": float(params["logZ"]),
-                      "peak_rss_mb": peak_rss_mb,
-                      "log_r_max_abs_diff": log_r_diff, "log_p_check_max_abs_diff": log_p_diff,
-                      "log_p_test": np.asarray(log_prob(params, test), dtype=np.float64).tolist()}))
+
+    samples = train_and_evaluate(args, train_step, params, opt_state, key, lambda p: log_prob(p, test), collect=True,
+                                 log_z=lambda p: p["logZ"], log_r_max_abs_diff=log_r_diff,
+                                 log_p_check_max_abs_diff=log_p_diff)
+    np.save(args.samples_out, np.concatenate([np.asarray(s).reshape(-1, n_tokens) for s in samples]).astype(np.int64))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The training drivers and outputs shared by the gfnx peers of bench/table_bench.py's tasks
-(gfnx_dag.py, gfnx_ising.py): `--driver loop` (a Python loop over the jitted step; the first
+"""The training drivers and outputs shared by the gfnx peers (gfnx_dag.py, gfnx_ising.py of
+bench/table_bench.py's tasks, gfnx_bitseq.py): `--driver loop` (a Python loop over the jitted step; the first
 step, which compiles, timed apart) or `--driver scan` (the iterations between two evaluations in
 one jitted `lax.scan`, compiled apart with `.lower().compile()`); evaluations of log P_F on every
-task state at --eval-every and at the end, outside the clock; the evals file and the JSON line."""
+task state (or of a test set) at --eval-every and at the end, outside the clock; the evals file
+and the JSON line."""
 
 import json
 import time
@@ -13,14 +14,16 @@ import numpy as np
 from peak_rss import peak_mb
 
 
-def train_and_evaluate(args, train_step, params, opt_state, key, all_log_probs, **extra) -> None:
-    """Run `args.iters` steps of `train_step(params, opt_state, key) -> (params, opt_state, loss)`
-    with `args.driver`, evaluating `all_log_probs(params)` (N, actions) as the harness asks; write
-    `args.evals_out` and print the JSON line (with `extra`, and `log_z` of `extra["log_z"](params)`
-    when given)."""
+def train_and_evaluate(args, train_step, params, opt_state, key, all_log_probs, collect: bool = False, **extra):
+    """Run `args.iters` steps of `train_step(params, opt_state, key) -> (params, opt_state, out)`
+    with `args.driver`, evaluating `all_log_probs(params)` (the log P_F table, (N, actions), or any
+    array the harness scores) as the harness asks; write `args.evals_out` and print the JSON line
+    (with `extra`, and `log_z` of `extra["log_z"](params)` when given). With `collect`, returns
+    every step's `out` (a list of per-step pytrees: the loop's, or the scans' stacked outputs)."""
     eval_at = set(range(args.eval_every, args.iters + 1, args.eval_every)) if args.eval_every else set()
     eval_at.add(args.iters)
     evals = {"iterations": [], "seconds": [], "log_probs": []}
+    outs = []
     peak_rss_mb = None
 
     def evaluate(iteration: int, seconds: float) -> None:
@@ -34,18 +37,22 @@ def train_and_evaluate(args, train_step, params, opt_state, key, all_log_probs, 
     if args.driver == "loop":
         start = time.perf_counter()
         key, sub = jax.random.split(key)
-        params, opt_state, loss = train_step(params, opt_state, sub)
-        jax.block_until_ready(loss)
+        params, opt_state, out = train_step(params, opt_state, sub)
+        jax.block_until_ready(out)
         compile_seconds = time.perf_counter() - start
+        if collect:
+            outs.append(out)
         seconds = 0.0
         if 1 in eval_at:
             evaluate(1, seconds)
         start = time.perf_counter()
         for iteration in range(2, args.iters + 1):
             key, sub = jax.random.split(key)
-            params, opt_state, loss = train_step(params, opt_state, sub)
+            params, opt_state, out = train_step(params, opt_state, sub)
+            if collect:
+                outs.append(out)  # (a device array: no transfer, no wait)
             if iteration in eval_at:
-                jax.block_until_ready((params, loss))  # (the steps dispatched asynchronously)
+                jax.block_until_ready((params, out))  # (the steps dispatched asynchronously)
                 seconds += time.perf_counter() - start
                 evaluate(iteration, seconds)
                 start = time.perf_counter()
@@ -53,8 +60,8 @@ def train_and_evaluate(args, train_step, params, opt_state, key, all_log_probs, 
     else:
         def body(carry, rng_key):
             p, o = carry
-            p, o, loss = train_step(p, o, rng_key)
-            return (p, o), loss
+            p, o, out = train_step(p, o, rng_key)
+            return (p, o), out
 
         @jax.jit
         def train(p, o, keys):
@@ -72,9 +79,11 @@ def train_and_evaluate(args, train_step, params, opt_state, key, all_log_probs, 
         seconds = 0.0
         for first, last, span in zip([0] + bounds[:-1], bounds, spans):
             start = time.perf_counter()
-            (params, opt_state), losses = compiled[int(span)](params, opt_state, keys[first:last])
-            jax.block_until_ready((params, losses))
+            (params, opt_state), stacked = compiled[int(span)](params, opt_state, keys[first:last])
+            jax.block_until_ready((params, stacked))
             seconds += time.perf_counter() - start
+            if collect:
+                outs.append(stacked)
             evaluate(last, seconds)
         timed = args.iters
 
@@ -88,3 +97,4 @@ def train_and_evaluate(args, train_step, params, opt_state, key, all_log_probs, 
                       "iters_per_s": timed / seconds if seconds else None,
                       "trajectories_per_s": args.batch_size * timed / seconds if seconds else None,
                       "compile_seconds": compile_seconds, "peak_rss_mb": peak_rss_mb, **extra}))
+    return outs if collect else None

@@ -9,13 +9,13 @@ torchgfn's default for BitSequence hands the raw token ids to the network), an M
 LeakyReLU (torchgfn's `activation_fn="leaky_relu"`, slope 0.01 as ours), one forward head of
 256 + exit, a learned log Z. No P_B estimator: every state has one parent (`constant_pb=True`).
 
-Prints one JSON line (iterations, seconds, it/s, peak RSS, the exact log p(x) of the test
-sequences) and saves the training samples' tokens to `--samples-out` (.npy), from which the
-harness counts the modes found."""
+At --eval-every and at the end, outside the clock (`table_peer`, shared with the table peers),
+the exact log p(x) of the test sequences goes to `--evals-out` (.npz: iterations, seconds,
+log_probs (evaluations, test size)). Prints one JSON line (iterations, seconds, it/s, peak RSS)
+and saves the training samples' tokens to `--samples-out` (.npy), from which the harness counts
+the modes found."""
 
 import argparse
-import json
-import time
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from gfn.gym import BitSequence
 from gfn.preprocessors import Preprocessor
 from gfn.states import States
 from gfn.utils.modules import MLP
-from peak_rss import peak_mb
+from table_peer import train_and_evaluate
 
 
 class PositionOneHot(Preprocessor):
@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every N iterations (0: at the end only)")
+    parser.add_argument("--evals-out", required=True, help=".npz: iterations, seconds, log_probs (of the test set)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
@@ -73,27 +75,24 @@ def main() -> None:
     optimizer.add_param_group({"params": gfn.logz_parameters(), "lr": 0.5})
 
     samples = []
-    seconds = 0.0
-    for _ in range(args.iters):
-        start = time.perf_counter()
+
+    def step() -> None:
         trajectories = gfn.sample_trajectories(env, n=args.batch_size, save_logprobs=True)
         loss = gfn.loss(env, trajectories, recalculate_all_logprobs=False)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        seconds += time.perf_counter() - start
-        samples.append(trajectories.terminating_states.tensor.clone())  # (outside the clock)
-    peak_rss_mb = peak_mb()  # training's, not evaluation's
-    np.save(args.samples_out, torch.cat(samples).numpy().astype(np.int64))
+        samples.append(trajectories.terminating_states.tensor.clone())  # (~1 us, next to a step's ~70 ms)
 
-    # exact log p(x): the one trajectory of each test sequence (15 appends, then exit), its log P_F
-    with torch.no_grad():
+    @torch.no_grad()
+    def test_log_probs() -> np.ndarray:
+        """Exact log p(x): the one trajectory of each test sequence (15 appends, then exit), its log P_F."""
         test_trajectories = env.trajectory_from_terminating_states(test.tensor)
-        log_p = gfn.trajectory_log_probs_forward(test_trajectories, recalculate_all_logprobs=True).sum(0)
-    print(json.dumps({"iterations": args.iters, "seconds": seconds, "iters_per_s": args.iters / seconds,
-                      "trajectories_per_s": args.batch_size * args.iters / seconds, "compile_seconds": 0.0,
-                      "log_z": float(gfn.logZ.detach()), "peak_rss_mb": peak_rss_mb, "log_r_max_abs_diff": log_r_diff,
-                      "log_p_test": log_p.double().tolist()}))
+        return gfn.trajectory_log_probs_forward(test_trajectories, recalculate_all_logprobs=True).sum(0).double().numpy()
+
+    train_and_evaluate(args, step, test_log_probs,
+                       lambda: {"log_z": float(gfn.logZ.detach()), "log_r_max_abs_diff": log_r_diff})
+    np.save(args.samples_out, torch.cat(samples).numpy().astype(np.int64))
 
 
 if __name__ == "__main__":

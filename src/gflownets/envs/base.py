@@ -454,6 +454,11 @@ class DiscreteEnv(abc.ABC):
         reported with the `_samples` metrics at each evaluation."""
         return {}
 
+    def policy_metrics(self, policy: Any) -> dict[str, float]:
+        """Environment-specific metrics of a policy that need no samples from it (a held-out
+        test set's log p against its log R, say); called at each evaluation, exact or not."""
+        return {}
+
     def exact_metrics(self, graph: Any, learned: torch.Tensor) -> dict[str, float]:
         """Environment-specific metrics of the exact learned distribution `learned` over
         `graph.terminal_states` (a StateGraph), next to the generic ones; `graph.target` is

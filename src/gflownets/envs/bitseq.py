@@ -37,6 +37,9 @@ from gflownets.measures.distances import hamming_matrix
 BLOCKS = ("00000000", "11111111", "11110000", "00001111", "00111100")
 #: the most modes: they are drawn one by one, and every reward compares each object with all of them
 MAX_MODES = 100_000
+#: held-out sequences whose log p is compared with log R at each evaluation (the paper's test set),
+#: and how many of them when log p is estimated from 10 backward trajectories each (prepending)
+TEST_SIZE, TEST_SIZE_PREPEND = 1000, 200
 
 
 @dataclasses.dataclass
@@ -139,6 +142,24 @@ class BitSeq(SequenceEnv):
         flip = torch.zeros_like(bits, dtype=torch.bool)
         flip.scatter_(1, order, torch.arange(self.n_bits, device=cpu).expand(n, -1) < flips[:, None])
         return self.from_bits((bits ^ flip.long()).to(self.device))
+
+    def policy_metrics(self, policy) -> dict[str, float]:
+        """The trajectory balance paper's measure, at every evaluation: the Spearman correlation
+        between log p(x) and log R(x) on `TEST_SIZE` held-out sequences (`test_set`, seed 0),
+        log p exact when append-only (one trajectory each); with prepending, estimated from 10
+        backward trajectories each, on the first `TEST_SIZE_PREPEND` of them (10x the work per
+        sequence). Only with the environment's own reward: a user's may be costly to call."""
+        if self.reward_fn is not None or self.log_reward_fn is not None:
+            return {}
+        from gflownets.evaluation.likelihood import log_prob_reward_correlation  # (evaluation imports envs)
+
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        test = self.test_set(TEST_SIZE)
+        if self.prepend:
+            correlation = log_prob_reward_correlation(self, policy, test[:TEST_SIZE_PREPEND], 10, generator)
+        else:
+            correlation = log_prob_reward_correlation(self, policy, test, 1, generator)
+        return {"test_spearman": correlation["spearman"]}
 
     # ------------------------------------------------------------------ objects
     @property

@@ -47,7 +47,7 @@ def evaluate(env: DiscreteEnv, policy: Policy, log_z: float, graph: StateGraph |
     found so far, and with `n_samples`, the same metrics measured on that many samples (suffix
     `_samples`)."""
     check_samples(n_samples, env, env.device)
-    out: dict[str, Any] = {"log_z": log_z}
+    out: dict[str, Any] = {"log_z": log_z, **env.policy_metrics(policy)}
     if graph is not None:
         learned = graph.terminal_distribution(policy)
         out.update(distribution_metrics(learned, graph.target))
