@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from gflownets.envs import Hypergrid, Sets
+from gflownets.envs import BitSeq, Hypergrid, Sets
 from gflownets.evaluation import StateGraph
 from gflownets.policies import MLPPolicy, exploration_probs, sample_categorical
 from gflownets.sampling import PAD, sample_backward, sample_forward
@@ -84,6 +84,26 @@ def test_backward_walks_end_in_the_objects_and_start_at_s0(env, generator):
         assert batch.actions[i, n - 1] == env.exit_action
         if n > 1:
             assert torch.equal(env.step(batch.states[i, :n - 1], batch.actions[i, :n - 1]), batch.states[i, 1:n])
+
+
+def test_backward_walks_skip_the_network_where_a_state_has_one_parent():
+    """Append-only sequences: every state has one parent, so the walk takes it without the
+    network, with the same trajectories and random stream as when the network is asked; where
+    states have several parents (prepending), the learned P_B is asked."""
+    append_only, prepending = (BitSeq(length=12, token_bits=3, num_modes=4, prepend=prepend) for prepend in (False, True))
+    for env, asks in ((append_only, False), (prepending, True)):
+        policy = MLPPolicy(env, hidden=8)
+        objects = env.test_set(50)
+        calls = []
+        hook = policy.register_forward_hook(lambda *args: calls.append(1))
+        walked_gen, uniform_gen = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        walked = sample_backward(env, policy, objects, walked_gen)
+        hook.remove()
+        assert bool(calls) == asks
+        if not asks:  # the uniform P_B picks the only parent too: identical walks and streams
+            uniform = sample_backward(env, MLPPolicy(env, hidden=8, backward="uniform"), objects, uniform_gen)
+            assert torch.equal(walked.actions, uniform.actions) and torch.equal(walked.states, uniform.states)
+            assert torch.equal(walked_gen.get_state(), uniform_gen.get_state())
 
 
 def test_backward_walk_samples_p_b_not_argmax():

@@ -16,12 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gflownets.cli import main
-from gflownets.envs import BitSeq, Ehrlich, EhrlichFunction, Sequence
+from gflownets.envs import BitSeq, Ehrlich, EhrlichFunction, Hypergrid, Sequence
 from gflownets.errors import ActionError, ConfigError, DataError
 from gflownets.evaluation import (StateGraph, distribution_metrics, estimate_log_prob, exact_log_prob,
                                   optimal_tabular_policy)
 from gflownets.measures import edit_distance_matrix, hamming_matrix, mean_pairwise_distance, novelty, spearman
-from gflownets.policies import MLPPolicy
+from gflownets.policies import ConvSequencePolicy, MLPPolicy
 from gflownets.sampling import metropolis_step
 from gflownets.training import RunConfig, Trainer
 
@@ -301,6 +301,24 @@ def test_small_bitseq_exact_distribution(prepend):
     summary = Trainer(config, env=env, progress=False).run()
     assert summary["l1"] < 0.3, summary["l1"]
     assert summary["modes_found"] == summary["n_modes"]
+
+
+def test_the_conv_policy_learns_the_exact_distribution():
+    """The convolutional sequence policy (`--policy conv`): uniform before training (its output
+    layer starts at zero), the exact target after a short run, and refused off sequences."""
+    env = BitSeq(length=6, token_bits=2, num_modes=4, mode_threshold=1)
+    config = RunConfig(objective="tb", iters=400, batch_size=32, hidden=32, layers=2, eval_every=0, lr=3e-3,
+                       policy="conv", seed=1, threads=1)
+    trainer = Trainer(config, env=env, progress=False)
+    assert isinstance(trainer.policy, ConvSequencePolicy)
+    states = StateGraph(env).states
+    assert not trainer.policy(states).forward_logits.any()
+    summary = trainer.run()
+    assert summary["l1"] < 0.05, summary["l1"]
+    with pytest.raises(ConfigError, match="policy conv reads sequences"):
+        RunConfig(env="hypergrid", policy="conv").validate()
+    with pytest.raises(ConfigError, match="hypergrid is not one"):
+        ConvSequencePolicy(Hypergrid(ndim=2, height=3))
 
 
 @pytest.mark.parametrize("prepend", [False, True])

@@ -19,6 +19,17 @@ class PolicyOutput(NamedTuple):
     log_flow: torch.Tensor
 
 
+def split_heads(out: torch.Tensor, n_forward: int, n_backward: int, n_flow: int, n_actions: int) -> PolicyOutput:
+    """One (B, n_forward + n_backward + n_flow) output of every head as a PolicyOutput (columns:
+    forward, backward, flow); a missing backward head is the uniform P_B (zero logits), a
+    missing flow head log F = 0."""
+    forward_logits = out[:, :n_forward]
+    backward_logits = (out[:, n_forward:n_forward + n_backward] if n_backward
+                       else out.new_zeros(out.shape[0], n_actions - 1))
+    log_flow = out[:, -1] if n_flow else out.new_zeros(out.shape[0])
+    return PolicyOutput(forward_logits, backward_logits, log_flow)
+
+
 class Policy(nn.Module):
     """A forward/backward policy with a learned log partition function `log_z`."""
 

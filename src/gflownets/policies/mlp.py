@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.limits import mlp_weights, require_memory
-from gflownets.policies.base import Policy, PolicyOutput
+from gflownets.policies.base import Policy, PolicyOutput, split_heads
 
 #: the slope of the trunk's LeakyReLU for negative inputs
 NEGATIVE_SLOPE = 0.01
@@ -104,10 +104,4 @@ class MLPPolicy(Policy):
 
     def split(self, out: torch.Tensor) -> PolicyOutput:
         """The heads' joint output as a PolicyOutput (columns: forward, backward, flow)."""
-        forward_logits = out[:, :self.n_forward]
-        if self.n_backward:
-            backward_logits = out[:, self.n_forward:self.n_forward + self.n_backward]
-        else:
-            backward_logits = out.new_zeros(out.shape[0], self.env.n_actions - 1)
-        log_flow = out[:, -1] if self.n_flow else out.new_zeros(out.shape[0])
-        return PolicyOutput(forward_logits, backward_logits, log_flow)
+        return split_heads(out, self.n_forward, self.n_backward, self.n_flow, self.env.n_actions)

@@ -124,11 +124,15 @@ def sample_backward(env: DiscreteEnv, policy: Policy, objects: torch.Tensor,
             break
         if k == max_moves:
             raise RuntimeError(f"{env.name}: backward walk did not reach s0 in {max_moves} steps")
-        if policy.backward == "uniform":  # skip the network: all-zero logits are uniform
+        allowed = mask[active]
+        # skip the network where its logits cannot matter: all-zero logits are the uniform P_B,
+        # and a state with one parent (append-only sequences) is left by that move whatever the
+        # logits; the draws (and so the generator's stream) are the same either way
+        if policy.backward == "uniform" or bool((allowed.sum(dim=-1) == 1).all()):
             logits = torch.zeros(int(active.sum()), env.n_actions - 1, device=device)
         else:
             logits = policy(states[active]).backward_logits
-        actions = sample_categorical(exploration_probs(logits, mask[active]), generator)
+        actions = sample_categorical(exploration_probs(logits, allowed), generator)
         back_actions[active, k] = actions
         states = states.clone()
         states[active] = env._backward_step(states[active], actions)

@@ -21,6 +21,7 @@ import yaml
 from gflownets.envs import DiscreteEnv
 from gflownets.envs.conditional import SCALARISATIONS, ConditionalEnv, Preference, Temperature
 from gflownets.envs.limits import check_seed
+from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import CheckpointError, ConfigError
 from gflownets.objectives import OBJECTIVES
 from gflownets.registry import UNNAMED, environment_class, environment_name, is_named_by_user_code, load_object, spec_of
@@ -29,7 +30,7 @@ from gflownets.sources.replay import KEEP
 from gflownets.textfiles import read_text
 
 #: choices of the fields that have a fixed set of values (the CLI offers the same lists)
-CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular", "graph"],
+CHOICES = {"objective": sorted(OBJECTIVES), "policy": ["mlp", "tabular", "graph", "conv"],
            "backward_policy": ["learned", "uniform"], "replay_keep": list(KEEP), "on_nonfinite": ["stop", "skip"],
            "condition": ["none", "beta", "preference"], "beta_distribution": ["uniform", "loguniform", "gamma"],
            "scalarisation": list(SCALARISATIONS)}
@@ -95,7 +96,8 @@ class RunConfig:
     hidden: int = _field(256, "hidden width of the MLP (of the graph policy's node codes)")
     layers: int = _field(2, "hidden layers of the MLP (message-passing rounds of the graph policy)")
     policy: str = _field("mlp", "mlp | tabular (tabular needs an enumerable environment) | graph (message "
-                                "passing; needs a graph environment such as atoms)")
+                                "passing; needs a graph environment such as atoms) | conv (convolutions over "
+                                "positions; sequence environments)")
     backward_policy: str = _field("learned", "learned | uniform")
     exploration: float = _field(0.0, "gamma (= epsilon of epsilon-uniform exploration): weight of "
                                      "the uniform distribution over allowed actions mixed into "
@@ -282,6 +284,9 @@ class RunConfig:
             if key not in names:
                 raise ConfigError(f"unknown {self.env} option {key!r}; known: {sorted(names)}")
         self.env_config().validate()
+        if self.policy == "conv" and not issubclass(env_cls, SequenceEnv):
+            raise ConfigError(f"policy conv reads sequences (sequence, bitseq, ehrlich); {self.env} holds none: "
+                              "use policy mlp")
         if self.policy == "graph" and not callable(getattr(env_cls, "graph_layout", None)):
             raise ConfigError(f"policy graph needs an environment whose states are graphs (graph_layout(), as "
                               f"atoms has); {self.env} has none: use policy mlp")

@@ -26,7 +26,7 @@ from gflownets.limits import check_run_memory
 from gflownets.evaluation.conditional import ContextEvaluator, contexts_for
 from gflownets.evaluation.exact import try_state_graph
 from gflownets.objectives import OBJECTIVES
-from gflownets.policies import MLPPolicy, Policy, TabularPolicy
+from gflownets.policies import ConvSequencePolicy, MLPPolicy, Policy, TabularPolicy
 from gflownets.policies.graph import GraphPolicy
 from gflownets.policies.distributions import MASKED_LOGIT
 from gflownets.sampling.trajectories import Trajectories
@@ -41,6 +41,9 @@ from gflownets.training.run_files import RunFiles, file_sha256, load_checkpoint_
 def build_policy(config: RunConfig, env: DiscreteEnv) -> Policy:
     if config.policy == "tabular":
         return TabularPolicy(env, backward=config.backward_policy)
+    if config.policy == "conv":  # a ConfigError for an environment that holds no sequences
+        return ConvSequencePolicy(env, hidden=config.hidden, layers=config.layers, backward=config.backward_policy,
+                                  state_flow=OBJECTIVES[config.objective].uses_state_flow)
     if config.policy == "graph":  # a ConfigError for an environment without a graph layout
         return GraphPolicy(env, hidden=config.hidden, layers=config.layers, backward=config.backward_policy,
                            state_flow=OBJECTIVES[config.objective].uses_state_flow)
