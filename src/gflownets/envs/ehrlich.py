@@ -223,10 +223,12 @@ class Ehrlich(SequenceEnv):
     #: chosen on oracle seeds 1-5 (bench/ehrlich_tb.py --oracle-seeds, bench/NOTES.md): 16
     #: Metropolis chains of 8 point mutations per iteration whose new token the policy proposes
     #: half of the time (most oracle calls go to the search; the policy learns from where the
-    #: chains move and steers them), a small on-policy batch, reward-prioritised replay
+    #: chains move and steers them), a small on-policy batch, reward-prioritised replay, and the
+    #: convolutional policy (a motif learnt at one place is recognised at every other: the
+    #: trained sampler draws optima where the one-hot MLP drew none, bench/NOTES.md session 15)
     run_defaults = {"iters": 3000, "lr_logz": 0.5, "batch_size": 4, "replay_size": 1000, "replay_batch": 4,
                     "replay_keep": "best", "mutations": 16, "mutation_steps": 8, "mutation_guide": 0.5,
-                    "eval_every": 500, "threads": 1}
+                    "policy": "conv", "hidden": 64, "layers": 3, "eval_every": 500, "threads": 1}
 
     def __init__(self, config: EhrlichConfig | None = None, *, reward_floor: float | None = None, **kwargs):
         """As `DiscreteEnv`'s, except that `reward_floor` defaults to the config's `floor`."""

@@ -93,8 +93,10 @@ class RunConfig:
     batch_size: int = _field(16, "trajectories per iteration")
     lr: float = _field(1e-3, "Adam learning rate of the network")
     lr_logz: float = _field(0.1, "Adam learning rate of log Z")
-    hidden: int = _field(256, "hidden width of the MLP (of the graph policy's node codes)")
-    layers: int = _field(2, "hidden layers of the MLP (message-passing rounds of the graph policy)")
+    hidden: int = _field(256, "hidden width of the MLP (of the graph policy's node codes, the conv policy's "
+                              "position codes)")
+    layers: int = _field(2, "hidden layers of the MLP (message-passing rounds of the graph policy, convolution "
+                            "blocks of the conv policy)")
     policy: str = _field("mlp", "mlp | tabular (tabular needs an enumerable environment) | graph (message "
                                 "passing; needs a graph environment such as atoms) | conv (convolutions over "
                                 "positions; sequence environments)")
