@@ -19,7 +19,7 @@ from gflownets.cli import main
 from gflownets.envs import BitSeq, Ehrlich, EhrlichFunction, Hypergrid, Sequence
 from gflownets.errors import ActionError, ConfigError, DataError
 from gflownets.evaluation import (StateGraph, distribution_metrics, estimate_log_prob, exact_log_prob,
-                                  optimal_tabular_policy)
+                                  held_out_metrics, optimal_tabular_policy)
 from gflownets.measures import edit_distance_matrix, hamming_matrix, mean_pairwise_distance, novelty, spearman
 from gflownets.policies import ConvSequencePolicy, MLPPolicy
 from gflownets.sampling import metropolis_step
@@ -335,21 +335,21 @@ def test_bitseq_evaluations_report_the_test_sets_spearman(prepend):
     used = 200 if prepend else 1000
     estimate = estimate_log_prob(env, optimum, test[:used], 10 if prepend else 1, torch.Generator().manual_seed(0))
     assert torch.allclose(estimate, log_r[:used] - graph.log_z)
-    assert env.policy_metrics(optimum)["test_spearman"] == pytest.approx(spearman(estimate, log_r[:used]), abs=1e-9)
+    assert held_out_metrics(env, optimum)["test_spearman"] == pytest.approx(spearman(estimate, log_r[:used]), abs=1e-9)
     # (log R has a few levels only; float rounding breaks its ties in log p, so that is not quite 1)
     assert spearman(estimate.round(decimals=6), log_r[:used]) == pytest.approx(1.0)
     policy = MLPPolicy(env, hidden=16)
     direct = spearman(exact_log_prob(graph, policy, test), log_r)
     if prepend:  # estimated from 10 backward trajectories each, on the first 200
         direct = spearman(exact_log_prob(graph, policy, test[:200]), log_r[:200])
-        assert env.policy_metrics(policy)["test_spearman"] == pytest.approx(direct, abs=0.1)
+        assert held_out_metrics(env, policy)["test_spearman"] == pytest.approx(direct, abs=0.1)
     else:  # one trajectory each: exact
-        assert env.policy_metrics(policy)["test_spearman"] == pytest.approx(direct, abs=1e-9)
+        assert held_out_metrics(env, policy)["test_spearman"] == pytest.approx(direct, abs=1e-9)
     assert direct < 0.9
     trainer = Trainer(RunConfig(iters=2, batch_size=4, hidden=16, eval_every=0, threads=1), env=env, progress=False)
-    assert trainer.evaluate()["test_spearman"] == env.policy_metrics(trainer.eval_policy)["test_spearman"]
+    assert trainer.evaluate()["test_spearman"] == held_out_metrics(env, trainer.eval_policy)["test_spearman"]
     users = BitSeq(length=6, token_bits=2, num_modes=4, reward_fn=lambda x: torch.ones(len(x), dtype=torch.float64))
-    assert users.policy_metrics(policy) == {}
+    assert users.held_out_objects() is None and held_out_metrics(users, policy) == {}
 
 
 # ---------------------------------------------------------------------- Ehrlich

@@ -454,10 +454,12 @@ class DiscreteEnv(abc.ABC):
         reported with the `_samples` metrics at each evaluation."""
         return {}
 
-    def policy_metrics(self, policy: Any) -> dict[str, float]:
-        """Environment-specific metrics of a policy that need no samples from it (a held-out
-        test set's log p against its log R, say); called at each evaluation, exact or not."""
-        return {}
+    def held_out_objects(self) -> tuple[torch.Tensor, int] | None:
+        """Held-out finished objects whose log p(x) each evaluation compares with log R(x)
+        (`test_spearman`, `evaluation.held_out_metrics`), and the backward trajectories per
+        object its estimate of log p takes (1 where each object has one trajectory: exact).
+        None: no held-out set."""
+        return None
 
     def exact_metrics(self, graph: Any, learned: torch.Tensor) -> dict[str, float]:
         """Environment-specific metrics of the exact learned distribution `learned` over

@@ -143,23 +143,16 @@ class BitSeq(SequenceEnv):
         flip.scatter_(1, order, torch.arange(self.n_bits, device=cpu).expand(n, -1) < flips[:, None])
         return self.from_bits((bits ^ flip.long()).to(self.device))
 
-    def policy_metrics(self, policy) -> dict[str, float]:
-        """The trajectory balance paper's measure, at every evaluation: the Spearman correlation
-        between log p(x) and log R(x) on `TEST_SIZE` held-out sequences (`test_set`, seed 0),
-        log p exact when append-only (one trajectory each); with prepending, estimated from 10
-        backward trajectories each, on the first `TEST_SIZE_PREPEND` of them (10x the work per
-        sequence). Only with the environment's own reward: a user's may be costly to call."""
+    def held_out_objects(self) -> tuple[torch.Tensor, int] | None:
+        """The trajectory balance paper's test set for its measure, Spearman(log p, log R), at
+        every evaluation: `TEST_SIZE` sequences (`test_set`, seed 0), log p exact when
+        append-only (one trajectory each); with prepending, the first `TEST_SIZE_PREPEND` of
+        them, log p estimated from 10 backward trajectories each (10x the work per sequence).
+        None with a user's reward: it may be costly to call."""
         if self.reward_fn is not None or self.log_reward_fn is not None:
-            return {}
-        from gflownets.evaluation.likelihood import log_prob_reward_correlation  # (evaluation imports envs)
-
-        generator = torch.Generator(device=self.device).manual_seed(0)
+            return None
         test = self.test_set(TEST_SIZE)
-        if self.prepend:
-            correlation = log_prob_reward_correlation(self, policy, test[:TEST_SIZE_PREPEND], 10, generator)
-        else:
-            correlation = log_prob_reward_correlation(self, policy, test, 1, generator)
-        return {"test_spearman": correlation["spearman"]}
+        return (test[:TEST_SIZE_PREPEND], 10) if self.prepend else (test, 1)
 
     # ------------------------------------------------------------------ objects
     @property

@@ -9,6 +9,7 @@ import torch
 
 from gflownets.envs.base import DiscreteEnv
 from gflownets.evaluation.exact import StateGraph
+from gflownets.evaluation.likelihood import held_out_metrics
 from gflownets.evaluation.metrics import ModeTracker, distribution_metrics
 from gflownets.limits import check_samples
 from gflownets.policies.base import Policy
@@ -47,7 +48,7 @@ def evaluate(env: DiscreteEnv, policy: Policy, log_z: float, graph: StateGraph |
     found so far, and with `n_samples`, the same metrics measured on that many samples (suffix
     `_samples`)."""
     check_samples(n_samples, env, env.device)
-    out: dict[str, Any] = {"log_z": log_z, **env.policy_metrics(policy)}
+    out: dict[str, Any] = {"log_z": log_z, **held_out_metrics(env, policy)}
     if graph is not None:
         learned = graph.terminal_distribution(policy)
         out.update(distribution_metrics(learned, graph.target))

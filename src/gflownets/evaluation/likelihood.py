@@ -55,6 +55,18 @@ def exact_log_prob(graph, policy: Policy, objects: torch.Tensor) -> torch.Tensor
     return graph.terminal_distribution(policy)[positions].log()
 
 
+def held_out_metrics(env: DiscreteEnv, policy: Policy) -> dict[str, float]:
+    """`test_spearman`: Spearman(log p, log R) on the environment's held-out objects
+    (`env.held_out_objects`), with a fixed generator for the backward trajectories so that
+    evaluations of one policy agree; {} for an environment without any."""
+    held_out = env.held_out_objects()
+    if held_out is None:
+        return {}
+    objects, n_trajectories = held_out
+    generator = torch.Generator(device=objects.device).manual_seed(0)
+    return {"test_spearman": log_prob_reward_correlation(env, policy, objects, n_trajectories, generator)["spearman"]}
+
+
 def log_prob_reward_correlation(env: DiscreteEnv, policy: Policy, objects: torch.Tensor,
                                 n_trajectories: int = 10,
                                 generator: torch.Generator | None = None) -> dict[str, float]:
