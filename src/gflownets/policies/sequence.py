@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gflownets.envs.base import DiscreteEnv
+from gflownets.envs.sequences import SequenceEnv
 from gflownets.errors import ConfigError
 from gflownets.policies.base import Policy, PolicyOutput, split_heads
 
@@ -26,9 +27,8 @@ KERNEL, HALF = 3, 1
 
 
 def check_sequence_env(env: DiscreteEnv) -> None:
-    """A ConfigError unless `env` holds sequences: (max_length,) states of tokens, -1 where empty."""
-    if not (hasattr(env, "vocab_size") and hasattr(env, "max_length")
-            and tuple(env.state_shape) == (env.max_length,)) or env.conditional:
+    """A ConfigError unless `env` is an unconditional `SequenceEnv` (what the config checks by class)."""
+    if not isinstance(env, SequenceEnv) or env.conditional:
         raise ConfigError(f"the conv policy reads unconditional sequence environments (sequence, bitseq, ehrlich); "
                           f"{env.name} is not one: use --policy mlp")
 
