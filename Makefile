@@ -44,14 +44,15 @@ demo: install
 	$(GFN) report $(DEMO)/tutorial $(DEMO)/tutorial-offline $(DEMO)/hypergrid-4d
 	@echo "plots: $(DEMO)/*/plots/*.png"
 
-# one torch thread per test process: the tests' tensors are small, and two threads per process
-# made the suite a third slower on the 2-core machine (902 s against 661 s); tests of --threads
-# set their own
+# one torch thread per test process and one test process per core (pytest-xdist): the tests'
+# tensors are small; on the 2-core machine two threads per process made the suite a third slower
+# (902 s against 661 s), and two processes of one thread halved it (498 s against 921 s in CI).
+# Tests of --threads set their own
 test: install $(OPTIONAL)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 
 test-fast: install
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto -m "not slow"
 
 # speed benchmarks against torchgfn and gfnx, one core per system (peer venvs are created under
 # bench/.venvs/): hypergrid 2-D and 4-D, bit sequences, DAG structure learning d = 5

@@ -1,10 +1,13 @@
 """The fixed-shape rollout behind `--compile`: it samples the policy exactly, the compiled graph
 makes the same trajectories as the same code run eagerly, and training with it learns the target."""
 
+import dataclasses
+import math
+
 import pytest
 import torch
 
-from gflownets.envs import DAG, Bits, BitSeq, Ehrlich, Hypergrid, Sequence, Sets
+from gflownets.envs import DAG, Atoms, Bits, BitSeq, Ehrlich, Fragments, Hypergrid, Sequence, Sets
 from gflownets.errors import ConfigError
 from gflownets.evaluation import StateGraph
 from gflownets.fast import (ClosedFormStep, CompiledSampler, KeptRollout, modified_detailed_balance_gradients,
@@ -41,8 +44,10 @@ def small_bitseq():
 @pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=6), Hypergrid(ndim=3, height=3),
                                  Sets(n_items=6, set_size=3), small_bitseq(),
                                  Sequence(alphabet="abc", max_length=3, min_length=1), DAG(nodes=3, samples=20),
-                                 Bits(dim=4)],
-                         ids=["hypergrid-2d", "hypergrid-3d", "sets", "bitseq", "sequence", "dag", "bits"])
+                                 Bits(dim=4), Atoms(elements="C,O", max_atoms=3, score="mw(0,1000)"),
+                                 Fragments(vocabulary="4", max_fragments=3, score="mw(0,1000)")],
+                         ids=["hypergrid-2d", "hypergrid-3d", "sets", "bitseq", "sequence", "dag", "bits", "atoms",
+                              "fragments"])
 def test_fixed_step_rollout_samples_the_policy_exactly(env):
     policy = peaked_policy(env)
     graph = StateGraph(env)
@@ -74,9 +79,12 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
 
 
 @pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=4), Sets(n_items=6, set_size=3), small_bitseq(),
-                                 DAG(nodes=3, samples=20), Bits(dim=4)], ids=["hypergrid", "sets", "bitseq", "dag", "bits"])
+                                 DAG(nodes=3, samples=20), Bits(dim=4),
+                                 Atoms(elements="C,O", max_atoms=3, score="mw(0,1000)")],
+                         ids=["hypergrid", "sets", "bitseq", "dag", "bits", "atoms"])
 def test_compiled_rollout_makes_the_same_trajectories_as_eager(env, generator):
-    """(The DAG's reward, a gather of its local-score table, is traced into the graph too.)"""
+    """(The DAG's reward, a gather of its local-score table, is traced into the graph too; the
+    molecules' RDKit reward is computed after it.)"""
     policy = peaked_policy(env)
     sampler = CompiledSampler(env, policy, gamma=0.3, temperature=0.7)
     assert sampler.warm_up(64) > 0 and sampler.compile_seconds > 0
@@ -90,6 +98,31 @@ def test_compiled_rollout_makes_the_same_trajectories_as_eager(env, generator):
     # and the batch is an ordinary Trajectories: the objectives take it as they take sample_forward's
     loss = trajectory_balance(policy, compiled)
     assert torch.isfinite(loss) and loss > 0
+
+
+def test_a_conditional_rollout_compiles_with_each_trajectorys_context(generator):
+    """The contexts are drawn outside the graph (first, from the run's generator) and carried
+    through it; the trajectories are those of the same code run eagerly from the same s0."""
+    config = RunConfig(env="hypergrid", env_args={"ndim": 2, "height": 4}, condition="beta", beta_range="1,8",
+                       hidden=16, compile=True)
+    config.validate()
+    env = config.build_env()
+    assert env.conditional and env.compilable and not env.reward_compiles
+    policy = peaked_policy(env)
+    sampler = CompiledSampler(env, policy, gamma=0.2)
+    sampler.warm_up(64)
+    state = generator.get_state()
+    compiled = sampler(64, generator)
+    generator.set_state(state)
+    initial = env.initial_states(64, generator)
+    eager = fixed_step_batch(env, policy, 64, generator, gamma=0.2, initial=initial)
+    assert len(env.contexts(initial).unique()) > 1  # a context per trajectory, not one for all
+    assert torch.equal(compiled.states, eager[0]) and torch.equal(compiled.lengths, eager[2])
+    assert torch.equal(compiled.log_rewards, env.log_reward(eager[3]))
+    # and training takes it (autograd: log Z depends on the context, so no closed form)
+    trainer = Trainer(dataclasses.replace(config, iters=3), progress=False)
+    assert isinstance(trainer.source, CompiledSampler) and trainer.gradient_step == trainer.autograd_step
+    assert math.isfinite(trainer.train_step())
 
 
 def test_the_conv_policy_compiles_into_the_rollout(generator):
@@ -134,7 +167,7 @@ def test_compile_refuses_what_it_cannot_do(tmp_path):
     data.write_text("x0,x1\n1,2\n")
     with pytest.raises(ConfigError, match="offline"):
         RunConfig(offline=str(data), compile=True).validate()
-    assert Hypergrid.compilable and Sets.compilable and BitSeq.compilable and DAG.compilable and Bits.compilable
+    assert all(cls.compilable for cls in (Hypergrid, Sets, BitSeq, DAG, Bits, Atoms, Fragments))
 
 
 class _BranchingGrid(Hypergrid):
@@ -366,7 +399,9 @@ def test_the_default_path_is_compiled_where_it_pays_and_says_so(monkeypatch, tmp
     use, note = choose_path(RunConfig(env="hypergrid", iters=AUTO_COMPILE_ITERS), _EagerGrid(ndim=2, height=3))
     assert not use and "hypergrid has no compilable rollout" in note
     use, note = choose(condition="beta")
-    assert not use and "unconditional" in note
+    assert not use and "conditional run's loss goes through autograd" in note and "--compile" in note
+    use, note = choose(env="atoms", policy="graph")
+    assert not use and "graph policy runs slower compiled" in note
     monkeypatch.setattr("shutil.which", lambda name: None)
     use, note = choose()
     assert not use and "no C++ compiler" in note

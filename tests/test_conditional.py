@@ -65,8 +65,6 @@ def test_bad_conditions_are_refused():
         RunConfig(env="hypergrid", condition="preference").build_env()
     with pytest.raises(ConfigError, match="does not train conditional"):
         RunConfig(env="hypergrid", condition="beta", objective="vargrad").validate()
-    with pytest.raises(ConfigError, match="compile"):
-        RunConfig(env="hypergrid", condition="beta", compile=True).validate()
     with pytest.raises(ConfigError, match="beta_range"):
         RunConfig(env="hypergrid", condition="beta", beta_range="4").validate()
     env = RunConfig(env="hypergrid", condition="beta", beta_range="1,4").build_env()

@@ -150,6 +150,8 @@ class _Graphs(NamedTuple):
 class Atoms(MoleculeEnv):
     """Molecules built atom by atom and bond by bond within valences; RDKit reward (QED by default)."""
 
+    compilable = True  # masks, features and steps are branch-free tensor code (scatters, gathers)
+
     name = "atoms"
     Config = AtomsConfig
     presets = {"tiny": dict(elements="C,O", max_atoms=4)}

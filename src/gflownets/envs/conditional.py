@@ -205,7 +205,8 @@ class ConditionalEnv(DiscreteEnv):
     same environment with one context, whose s0 carries it (sampling, enumeration)."""
 
     conditional: ClassVar[bool] = True
-    compilable: ClassVar[bool] = False
+    #: the condition's transform reads the base reward after the graph (it checks the reward's values)
+    reward_compiles: ClassVar[bool] = False
 
     def __init__(self, base: DiscreteEnv, condition: Condition, context: torch.Tensor | None = None):
         if getattr(base, "conditional", False):
@@ -214,6 +215,8 @@ class ConditionalEnv(DiscreteEnv):
             raise ConfigError(f"{base.name} has no objective values (objective_values): preference conditioning "
                               "needs a multi-objective environment")
         self.base, self.condition = base, condition
+        #: masks and steps act on the base part (the context is carried along): the base decides
+        self.compilable = base.compilable
         self.name = base.name
         self.Config = base.Config
         self.config = base.config

@@ -124,6 +124,8 @@ class Fragments(MoleculeEnv):
     """Molecules as trees of library fragments joined at compatible attachment points; RDKit
     reward (QED by default). See the module docstring for the state and action layout."""
 
+    compilable = True  # masks, features and steps are branch-free tensor code (scatters, gathers)
+
     name = "fragments"
     Config = FragmentsConfig
     presets = {"tiny": dict(vocabulary="ethylene,oxygen,fluoro", max_fragments=3)}

@@ -122,6 +122,8 @@ class MoleculeEnv(DiscreteEnv):
     #: exact evaluation builds every finished state's molecule with RDKit (~50 us each) and scores
     #: each distinct molecule (QED: ~1 ms), so fewer states than elsewhere are enumerated
     max_enumerable_states = 500_000
+    #: the reward builds each molecule with RDKit: a compiled rollout computes it after its graph
+    reward_compiles = False
 
     def __init__(self, config: EnvConfig | None = None, *, reward_floor: float | None = None, **kwargs: Any):
         """As `DiscreteEnv`'s, except that `reward_floor` defaults to the config's `floor`."""

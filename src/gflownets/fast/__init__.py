@@ -44,9 +44,9 @@ def compiled_pieces(env, policy: Policy, batch_size: int, gamma: float, temperat
                     objective: str, on_policy_only: bool, observe: Callable | None = None,
                     target_network: bool = False) -> tuple[CompiledSampler, ClosedFormStep | None]:
     """The compiled on-policy source and, where it applies (TB, or modified DB without a target
-    network; our MLP; nothing but on-policy batches), the closed-form gradient step; elsewhere
-    the rollout keeps nothing."""
-    closed_form = (objective in CLOSED_FORMS and on_policy_only and mlp.supports(policy)
+    network; our MLP; nothing but on-policy batches; one log Z, not a function of a context), the
+    closed-form gradient step; elsewhere the rollout keeps nothing."""
+    closed_form = (objective in CLOSED_FORMS and on_policy_only and mlp.supports(policy) and not env.conditional
                    and not (objective == "mdb" and target_network))
     gradients, exits = CLOSED_FORMS.get(objective, (None, False))
     sampler = CompiledSampler(env, policy, batch_size, gamma, temperature, keep=closed_form, observe=observe,

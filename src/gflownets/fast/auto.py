@@ -28,7 +28,11 @@ def choose_path(config, env: DiscreteEnv, iterations: int | None = None) -> tupl
     if config.offline is not None:
         return False, "eager path: offline training has no rollout to compile"
     if env.conditional:
-        return False, "eager path: the compiled rollout is unconditional"
+        return False, ("eager path: a conditional run's loss goes through autograd (log Z depends on the context), "
+                       f"where the compiled rollout gained nothing measurable (bench/NOTES.md); {force}")
+    if config.policy == "graph":
+        return False, ("eager path: the graph policy runs slower compiled than eager (bench/NOTES.md); "
+                       f"{force}")
     if not env.compilable:
         return False, f"eager path: {env.name} has no compilable rollout (DiscreteEnv.compilable)"
     if iterations < AUTO_COMPILE_ITERS:

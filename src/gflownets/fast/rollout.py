@@ -44,7 +44,8 @@ class FixedStepRollout(NamedTuple):
 
 def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor, gamma: float = 0.0,
                         temperature: float = 1.0, default_reward: bool = False,
-                        keep: bool = False, exits: bool = False) -> FixedStepRollout:
+                        keep: bool = False, exits: bool = False,
+                        initial: torch.Tensor | None = None) -> FixedStepRollout:
     """Roll out `uniforms.shape[1]` trajectories for `uniforms.shape[0]` steps. `uniforms`
     (T, B, n_actions) are U[0, 1) draws; step t takes argmax(p / E) with E = -log U ~ Exp(1), the
     exponential race of `sample_categorical`: a draw from p. (U = 0, of probability 2^-24, is
@@ -56,11 +57,12 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
     step's log P_F and log P_B with respect to the logits, as T * B rows in step-major order;
     with `exits` too, every row's log P_F(exit | s_t) and its derivative (what modified detailed
     balance needs). With `default_reward`, also the environment's own log-reward of the final
-    states: its few small operations are nearly free inside the graph."""
+    states: its few small operations are nearly free inside the graph. `initial`: the batch's s0
+    (conditional environments draw a context for each), else `env.initial_states(B)`."""
     steps, n, _ = uniforms.shape
     races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
     state_dims = len(env.state_shape)
-    states = env.initial_states(n)
+    states = env.initial_states(n) if initial is None else initial
     done = torch.zeros(n, dtype=torch.bool, device=states.device)
     visited, taken, outputs, kept = [], [], [], []
     for t in range(steps):
@@ -174,10 +176,14 @@ class CompiledSampler(Stateless):
         #: seconds the first call of each batch size spent compiling (see `warm_up`)
         self.compile_seconds = 0.0
 
-    def uniforms(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        # uniforms, not exponentials: the graph turns them into exponential races more cheaply
+    def inputs(self, n: int, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """The graph's random inputs: every step's uniforms (not exponentials: the graph turns
+        them into exponential races more cheaply) and, for a conditional environment, the s0 of
+        each trajectory with the context drawn for it (drawn first)."""
         device = generator.device if generator is not None else self.env.device
-        return torch.rand(self.env.max_steps, n, self.env.n_actions, generator=generator, device=device)
+        initial = self.env.initial_states(n, generator) if self.env.conditional else None
+        uniforms = torch.rand(self.env.max_steps, n, self.env.n_actions, generator=generator, device=device)
+        return {"uniforms": uniforms, "initial": initial}
 
     def warm_up(self, n: int | None = None) -> float:
         """Compile for batch size n (default: `batch_size`) now, on throwaway random numbers (the
@@ -188,7 +194,7 @@ class CompiledSampler(Stateless):
         try:
             with torch.no_grad():
                 device = self.env.device
-                self._rollout(self.uniforms(n, torch.Generator(device=device).manual_seed(0)))
+                self._rollout(**self.inputs(n, torch.Generator(device=device).manual_seed(0)))
         except Exception as err:  # noqa: BLE001 - whatever failed, the remedy is the same
             cause = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
             raise ConfigError(f"compile: torch.compile could not build the {self.env.name} rollout "
@@ -201,7 +207,7 @@ class CompiledSampler(Stateless):
 
     @torch.no_grad()
     def sample(self, generator: torch.Generator | None = None, n: int | None = None) -> Trajectories:
-        rollout = self._rollout(self.uniforms(self.batch_size if n is None else n, generator))
+        rollout = self._rollout(**self.inputs(self.batch_size if n is None else n, generator))
         if not bool(rollout.lengths.all()):
             raise RuntimeError(f"{self.env.name}: a trajectory did not exit within max_steps={self.env.max_steps}")
         log_rewards = self.env.log_reward(rollout.last, default=rollout.default_log_rewards)

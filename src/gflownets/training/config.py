@@ -139,7 +139,7 @@ class RunConfig:
     threads: int = _field(0, "torch threads (0: leave torch's default)")
     compile: bool | None = _field(None, "compile the on-policy rollout into one graph with torch.compile: "
                                          "faster iterations after a compilation of seconds to a minute "
-                                         "(hypergrid, sets, sequences, DAGs). Not given: compiled where the "
+                                         "(every environment of the library, conditional runs too). Not given: compiled where the "
                                          "environment supports it and the run is long enough to repay it "
                                          "(gflownets.fast.auto); the run's config records the choice")
     device: str = _field("cpu", "torch device of the policy, the environment's tensors, sampling, "
@@ -363,7 +363,7 @@ class RunConfig:
             allowed = sorted(name for name, cls in OBJECTIVES.items() if cls.conditionable)
             raise ConfigError(f"condition {self.condition}: objective {self.objective} does not train conditional "
                               f"GFlowNets; use one of {', '.join(allowed)}")
-        for key, why in (("compile", "the compiled rollout is unconditional"), ("offline", "data rows have no context"),
+        for key, why in (("offline", "data rows have no context"),
                          ("mutations", "mutation chains are unconditional")):
             if getattr(self, key):
                 raise ConfigError(f"condition {self.condition} does not combine with {key} ({why})")
