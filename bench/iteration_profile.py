@@ -13,9 +13,12 @@ closed form), `read` (the loss and gradient norm read back, which also checks th
 finite), `adam` (the optimiser step), `averages` (the moving average of the weights that
 evaluation samples with; the peers keep none).
 
-Floors: `matmul floor` is the dense layers' FLOPs on the states the iteration actually visited
-(rollout forward once, training pass forward and backward: 4 x rows x 2 x sum fan_in x fan_out)
-at this core's measured rate for a layer of the task's shape; `update floor` is the memory an
+Floors: `matmul floor` is the dense layers' FLOPs on the states the iteration actually visited,
+counted as the least any implementation of the iteration must do: one forward pass in the rollout
+and the backward pass of the loss on its kept activations (twice the forward: 3 x rows x 2 x sum
+fan_in x fan_out; what our closed-form path does; autograd's path adds a second forward), at this
+core's measured rate for a layer of the task's shape (one matmul over all of the iteration's
+rows, the most favourable shape); `update floor` is the memory an
 Adam step, the weights' average and the gradient norm must move (Adam: read weights, gradient and
 two moments, write weights and two moments; the average: read two, write one; the norm: read the
 gradient: 11 passes over the parameters in float32) at this core's measured bandwidth for
@@ -100,7 +103,7 @@ def profile(name: str, compile_: bool, iters: int) -> dict:
         rows += int(trainer.last_batch.lengths.sum())
     total = time.perf_counter() - started
     parameters = sum(p.numel() for p in trainer.parameters)
-    flops = 4 * rows / iters * forward_flops_per_state(trainer)
+    flops = 3 * rows / iters * forward_flops_per_state(trainer)
     return {"task": name, "path": "compiled" if compile_ else "eager", "batch": batch,
             "total_ms": 1e3 * total / iters, **{f"{k}_ms": 1e3 * v / iters for k, v in pieces.items()},
             "other_ms": 1e3 * (total - sum(pieces.values())) / iters, "parameters": parameters,
