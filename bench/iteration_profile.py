@@ -3,7 +3,8 @@ to the floors that no implementation of the same iteration can beat on this mach
 per-iteration times the #18 targets ask for (a peer's time / 2 for gfnx, / 7 for torchgfn).
 
     python bench/iteration_profile.py [--tasks hypergrid2 hypergrid4 bitseq dag ising sets]
-                                      [--iters 500] [--paths eager compiled] [--peers-from bench/results]
+                                      [--iters 500] [--warmup 100] [--paths eager compiled]
+                                      [--peers-from bench/results]
                                       [--out bench/results/iteration_profile.json]
 
 Pieces (milliseconds per iteration, the trainer's own `train_step`, one thread, after 100 warm-up
@@ -81,14 +82,14 @@ def timed(pieces: dict[str, float], name: str, function):
     return wrapper
 
 
-def profile(name: str, compile_: bool, iters: int) -> dict:
+def profile(name: str, compile_: bool, iters: int, warmup: int = 100) -> dict:
     task, env_args, batch, _ = PROFILES[name]
     settings = dict(TASKS[task])
     settings["env_args"] = {**settings.get("env_args", {}), **env_args}
     config = RunConfig(**settings, batch_size=batch, hidden=256, layers=2, lr=1e-3, eval_every=0,
                        checkpoint_every=0, threads=1, compile=compile_)
     trainer = Trainer(config, progress=False)
-    for _ in range(100):
+    for _ in range(warmup):
         trainer.train_step()
     pieces = dict.fromkeys(PIECES, 0.0)
     trainer.source.sample = timed(pieces, "sample", trainer.source.sample)
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     parser.add_argument("--paths", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     parser.add_argument("--iters", type=int, default=500, help="timed iterations per task and path")
+    parser.add_argument("--warmup", type=int, default=100, help="iterations before the clock starts")
     parser.add_argument("--peers-from", default=str(RESULTS), help="folder of the benchmarks' result files")
     parser.add_argument("--out", default="iteration_profile.json", help="file name under bench/results/, or a path")
     args = parser.parse_args(argv)
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tasks:
         peers = peer_ms(name, Path(args.peers_from))
         for path in args.paths:
-            row = profile(name, path == "compiled", args.iters)
+            row = profile(name, path == "compiled", args.iters, args.warmup)
             layer = matmul_gflops(max(16, int(row["states_per_iteration"])), 256, 256, seconds=0.3)
             row["matmul_gflops"] = layer
             row["matmul_floor_ms"] = 1e3 * row["flops_per_iteration"] / (layer * 1e9)

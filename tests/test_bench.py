@@ -46,6 +46,28 @@ def test_bench_scaling_one_cell_per_task(tmp_path):
     assert ising["states_per_trajectory"] == 10 and sets["states_per_trajectory"] == 5
 
 
+def test_bench_iteration_profile_splits_an_iteration(tmp_path):
+    """bench/iteration_profile.py: the pieces add up to the iteration, the floors are below it,
+    and the targets come from the peers' rows of the results folder given."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "sets_speed.json").write_text(json.dumps({"summary": [
+        {"system": "ours", "iters_per_s": 500.0}, {"system": "torchgfn", "iters_per_s": 100.0}]}))
+    out = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "iteration_profile.py"), "--tasks", "sets",
+                           "--paths", "eager", "--iters", "20", "--warmup", "3", "--peers-from", str(results),
+                           "--out", str(out)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    pieces = sum(row[f"{k}_ms"] for k in ("sample", "gradient", "read", "adam", "averages", "other"))
+    assert row["task"] == "sets" and row["path"] == "eager" and pieces == pytest.approx(row["total_ms"], rel=1e-6)
+    assert row["sample_ms"] > 0 and row["gradient_ms"] > 0 and row["adam_ms"] > 0
+    assert 0 < row["matmul_floor_ms"] < row["total_ms"] and 0 < row["update_floor_ms"] < row["total_ms"]
+    assert row["states_per_iteration"] == 16 * 5  # 4 of 10 items: s0 and one state per item, 16 trajectories
+    assert row["peers_ms"] == {"torchgfn": 10.0} and row["target_7x_torchgfn_ms"] == pytest.approx(10 / 7)
+    assert "target_2x_gfnx_ms" not in row
+
+
 def test_bench_ebgfn_ising_quick(tmp_path):
     """bench/ebgfn.py: the three samplers and their equal-time variants on a 3 x 3 lattice."""
     out = tmp_path / "ebgfn.json"

@@ -148,10 +148,13 @@ class BitSeq(SequenceEnv):
         every evaluation: `TEST_SIZE` sequences (`test_set`, seed 0), log p exact when
         append-only (one trajectory each); with prepending, the first `TEST_SIZE_PREPEND` of
         them, log p estimated from 10 backward trajectories each (10x the work per sequence).
-        None with a user's reward: it may be costly to call."""
+        None with a user's reward: it may be costly to call. Drawn once, then kept (`to` moves it
+        with the environment's other tensors)."""
         if self.reward_fn is not None or self.log_reward_fn is not None:
             return None
-        test = self.test_set(TEST_SIZE)
+        if getattr(self, "_held_out", None) is None:
+            self._held_out = self.test_set(TEST_SIZE)
+        test = self._held_out
         return (test[:TEST_SIZE_PREPEND], 10) if self.prepend else (test, 1)
 
     # ------------------------------------------------------------------ objects
