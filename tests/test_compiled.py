@@ -80,8 +80,9 @@ def test_fixed_step_trajectories_are_the_padded_batches_of_sample_forward(genera
 
 @pytest.mark.parametrize("env", [Hypergrid(ndim=2, height=4), Sets(n_items=6, set_size=3), small_bitseq(),
                                  DAG(nodes=3, samples=20), Bits(dim=4),
-                                 Atoms(elements="C,O", max_atoms=3, score="mw(0,1000)")],
-                         ids=["hypergrid", "sets", "bitseq", "dag", "bits", "atoms"])
+                                 Atoms(elements="C,O", max_atoms=3, score="mw(0,1000)"),
+                                 Fragments(vocabulary="4", max_fragments=3, score="mw(0,1000)")],
+                         ids=["hypergrid", "sets", "bitseq", "dag", "bits", "atoms", "fragments"])
 def test_compiled_rollout_makes_the_same_trajectories_as_eager(env, generator):
     """(The DAG's reward, a gather of its local-score table, is traced into the graph too; the
     molecules' RDKit reward is computed after it.)"""

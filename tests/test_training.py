@@ -45,6 +45,7 @@ def test_same_seed_same_result_other_seed_differs():
     dict(objective="tb", mutations=4, mutation_steps=3),
     dict(objective="tb", compile=True, exploration=0.2, replay_size=20, replay_batch=4),
     dict(objective="tb", compile=True),  # on-policy: the closed-form gradients of every batch
+    dict(objective="tb", compile=True, condition="beta", beta_range="1,4"),  # contexts drawn outside the graph
 ])
 def test_resume_continues_to_the_same_result(tmp_path, overrides):
     straight = Trainer(small_config(**overrides), tmp_path / "straight", progress=False)

@@ -60,6 +60,10 @@ def rollout_fixed_steps(env: DiscreteEnv, policy: Policy, uniforms: torch.Tensor
     states: its few small operations are nearly free inside the graph. `initial`: the batch's s0
     (conditional environments draw a context for each), else `env.initial_states(B)`."""
     steps, n, _ = uniforms.shape
+    if initial is None and env.conditional:  # its s0 would draw contexts inside the graph
+        raise ValueError("a conditional environment's rollout needs the batch's s0 (initial), contexts drawn")
+    if initial is not None and len(initial) != n:
+        raise ValueError(f"initial holds {len(initial)} states for {n} trajectories")
     races = -uniforms.clamp(min=torch.finfo(uniforms.dtype).tiny).log()
     state_dims = len(env.state_shape)
     states = env.initial_states(n) if initial is None else initial
