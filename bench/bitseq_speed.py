@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from common import machine, median, table, time_to
+from common import add_equal_time, machine, median, resummarise, table, time_to
 from hypergrid import BENCH, peer_python, run_peer_script, train_ours
 from gflownets.envs.bitseq import BitSeq, make_modes
 from gflownets.evaluation import estimate_log_prob
@@ -158,7 +158,7 @@ def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[di
     peers = [s for s in systems if s in PEERS and any(r["system"] == s for r in runs)]
     keys = ["iters_per_s", "trajectories_per_s", "seconds", "compile_seconds", "peak_rss_mb", "spearman",
             "logp_minus_logr_mean", "logp_minus_logr_std", "modes_found", "spearman_raw", "logp_minus_logr_std_raw",
-            "seconds_to_level"]
+            "seconds_to_level", "spearman_at_equal_time", "equal_time_seconds"]
     summary = []
     for system in systems:
         sel = [r for r in runs if r["system"] == system]
@@ -173,12 +173,25 @@ def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[di
         row["iters_per_s_over"] = {peer: row["iters_per_s"] / rate[peer] for peer in peers}
     printed = [{"system": row["system"], "n": row["n"], "it/s": row["iters_per_s"], "traj/s": row["trajectories_per_s"],
                 "train s": row["seconds"], "compile s": row["compile_seconds"], "peak MB": row["peak_rss_mb"],
-                "spearman": row["spearman"], "std(logp-logR)": row["logp_minus_logr_std"],
+                "spearman": row["spearman"], "spearman @ equal s": row["spearman_at_equal_time"],
+                "std(logp-logR)": row["logp_minus_logr_std"],
                 "modes": row["modes_found"], f"s to {SPEARMAN_LEVEL}": row["seconds_to_level"],
                 f"{SPEARMAN_LEVEL} hit": f"{row['reached_level']}/{row['n']}",
                 **{f"/{peer}": f"{ratio:.2f}x" for peer, ratio in row["iters_per_s_over"].items()}}
                for row in summary]
     return summary, printed
+
+
+def summary_and_table(runs: list[dict], systems: list[str], seeds: list[int], iters: int) -> tuple[list[dict], list[str]]:
+    add_equal_time(runs, "spearman")
+    summary, printed = summarise(runs, systems)
+    lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
+    lines.append(f"medians over seeds {seeds}, {iters} iterations of batch {BATCH_SIZE}; /PEER: it/s over "
+                 f"PEER's; spearman and std(logp-logR) on {TEST_SIZE} test sequences (ours: moving-average weights); "
+                 f"spearman @ equal s: each system's at the last evaluation within the training seconds of the "
+                 f"seed's fastest run; s to {SPEARMAN_LEVEL}: training seconds until the Spearman first exceeds "
+                 f"{SPEARMAN_LEVEL} (evaluated every {EVAL_EVERY} iterations; median over the runs that reached it)")
+    return summary, lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", nargs="*", default=SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--quick", action="store_true", help="200 iterations, seed 0")
     parser.add_argument("--out", default=str(BENCH / "results" / "bitseq_speed.json"))
+    parser.add_argument("--resummarise", action="store_true", help="only remake --out's summary from its runs")
     args = parser.parse_args(argv)
+    if args.resummarise:
+        resummarise(args.out, lambda data: summary_and_table(data["runs"], data["settings"]["systems"],
+                                                             data["settings"]["seeds"], data["settings"]["iters"]))
+        return 0
     args.iters = args.iters or (200 if args.quick else 2000)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     torch.set_num_threads(1)  # (the evaluation here; the training runs in children)
@@ -213,12 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] seed={seed} {system:10s} {result['iters_per_s']:8.1f} it/s  "
                       f"spearman={result['spearman']:.3f}  modes={result['modes_found']}", flush=True)
 
-    summary, printed = summarise(runs, systems)
-    lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
-    lines.append(f"medians over seeds {args.seeds}, {args.iters} iterations of batch {BATCH_SIZE}; /PEER: it/s over "
-                 f"PEER's; spearman and std(logp-logR) on {TEST_SIZE} test sequences (ours: moving-average weights); "
-                 f"s to {SPEARMAN_LEVEL}: training seconds until the Spearman first exceeds {SPEARMAN_LEVEL} "
-                 f"(evaluated every {EVAL_EVERY} iterations; median over the runs that reached it)")
+    summary, lines = summary_and_table(runs, systems, args.seeds, args.iters)
     print("\n".join(lines))
 
     out = Path(args.out)

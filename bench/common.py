@@ -83,6 +83,42 @@ def median(values: list) -> float | None:
     return statistics.median(values) if values else None
 
 
+def value_at(curve: list[dict], metric: str, seconds: float) -> float | None:
+    """`metric` at the last evaluation of a curve of {seconds, metric} points made within
+    `seconds` of training (None: none was)."""
+    within = [point[metric] for point in curve if point["seconds"] <= seconds * (1 + 1e-9)]
+    return within[-1] if within else None
+
+
+def add_equal_time(runs: list[dict], metric: str, group: tuple[str, ...] = ("seed",)) -> None:
+    """The benches' quality at equal wall time: every run of a group (the systems of one seed;
+    all trained the same iterations) is read at the training seconds of the group's fastest run,
+    at its last evaluation within them. Sets `equal_time_seconds` and `<metric>_at_equal_time`
+    on each run (None where a run had not been evaluated by then)."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.get(key) for key in group), []).append(run)
+    for members in groups.values():
+        budget = min(run["seconds"] for run in members)
+        for run in members:
+            run["equal_time_seconds"] = budget
+            run[f"{metric}_at_equal_time"] = value_at(run.get("curve", []), metric, budget)
+
+
+def resummarise(path: str | Path, summarise) -> dict:
+    """A bench's results file with its summary and table made again from its stored runs (after
+    the summary gained a column), without training anything: `summarise(data)` returns the new
+    (summary, table lines); the runs, settings and date are kept."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    data["summary"], data["table"] = summarise(data)
+    data["resummarised"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path.write_text(json.dumps(data, indent=2))
+    print("\n".join(data["table"]))
+    print(f"rewrote {path}")
+    return data
+
+
 def time_to(curve: list[dict], metric: str, threshold: float, below: bool = True) -> float | None:
     """Training seconds when `metric` of a curve of {seconds, metric} points first fell below
     `threshold` (`below=False`: rose above it; None: never): the benches' time to quality."""

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import time_to
+from common import add_equal_time, resummarise, time_to
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -153,6 +153,52 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def summary_and_table(runs: list[dict], dims: list[int], systems: list[str], ours: list[str],
+                      baselines: dict, thresholds: dict, samples: int, eval_every: int) -> tuple[list[dict], list[str]]:
+    """Per grid and system: means and standard deviations over the seeds, the printed table, and
+    each run's exact L1 at equal wall time (the training seconds of the fastest run of its grid and seed)."""
+    add_equal_time(runs, "l1", group=("ndim", "seed"))
+    summary = []
+    ratio_names = [f"{o}/peer" for o in ours]
+    header = (f"{'D':>2} {'system':13s} {'it/s':>12} {'traj/s':>12} {'peak RSS MB':>12} {'L1 samples':>14} "
+              f"{'exact L1':>14} {'L1 @ equal s':>14} {'s to quality':>13} {'compile s':>10} "
+              + " ".join(f"{name:>19}" for name in ratio_names))
+    lines = [header]
+    fmt = lambda ms, p: f"{ms[0]:.{p}f}±{ms[1]:.{p}f}"  # noqa: E731
+    for dim in dims:
+        rates = {o: mean_std([r["iters_per_s"] for r in runs if r["ndim"] == dim and r["system"] == o])[0]
+                 for o in ours}
+        for system in systems:
+            sel = [r for r in runs if r["ndim"] == dim and r["system"] == system]
+            if not sel:
+                continue
+            row = {"ndim": dim, "system": system, "n": len(sel)}
+            for key in ("iters_per_s", "trajectories_per_s", "peak_rss_mb", "l1_samples", "compile_seconds",
+                        "l1_at_equal_time", "equal_time_seconds"):
+                row[key] = mean_std([r.get(key) for r in sel])
+            row["l1_exact"] = mean_std([r["curve"][-1]["l1"] if r.get("curve") else None for r in sel])
+            # seconds to quality: the mean over the seeds that got there, and how many did
+            reached = [r["seconds_to_quality"] for r in sel if r.get("seconds_to_quality") is not None]
+            row["seconds_to_quality"], row["reached_quality"] = mean_std(reached), f"{len(reached)}/{len(sel)}"
+            peer = system not in OURS and system not in baselines
+            for o in ours:
+                row[f"{o}_over_peer_iters_per_s"] = rates[o] / row["iters_per_s"][0] if peer else None
+            summary.append(row)
+            ratios = [f"{row[f'{o}_over_peer_iters_per_s']:.2f}x" if peer else "" for o in ours]
+            compile_s = "-" if math.isnan(row["compile_seconds"][0]) else f"{row['compile_seconds'][0]:.1f}"
+            lines.append(f"{dim:>2} {system:13s} {fmt(row['iters_per_s'], 1):>12} "
+                         f"{fmt(row['trajectories_per_s'], 0):>12} {fmt(row['peak_rss_mb'], 0):>12} "
+                         f"{fmt(row['l1_samples'], 3):>14} {fmt(row['l1_exact'], 3):>14} "
+                         f"{fmt(row['l1_at_equal_time'], 3):>14} "
+                         f"{fmt(row['seconds_to_quality'], 2) + ' ' + row['reached_quality']:>13} {compile_s:>10} "
+                         + " ".join(f"{r:>19}" for r in ratios))
+    lines.append(f"time to quality: training seconds until the exact L1 first fell below 1.5 x the L1 of "
+                 f"{samples} exact samples ({', '.join(f'{d}-D: {thresholds[d]:.4f}' for d in dims)}), "
+                 f"checked every {eval_every} iterations; mean over the seeds that reached it. L1 @ equal s: the "
+                 f"exact L1 at the last check within the training seconds of the grid and seed's fastest run")
+    return summary, lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 4])
@@ -169,7 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout of this repository to run too, interleaved (A/B)")
     parser.add_argument("--out", default=str(BENCH / "results" / "hypergrid.json"))
+    parser.add_argument("--resummarise", action="store_true", help="only remake --out's summary from its runs")
     args = parser.parse_args(argv)
+    if args.resummarise:
+        def again(data: dict) -> tuple[list[dict], list[str]]:
+            settings, runs = data["settings"], data["runs"]
+            systems = list(dict.fromkeys(run["system"] for run in runs))
+            thresholds = {int(dim): value for dim, value in settings["quality_thresholds"].items()}
+            return summary_and_table(runs, settings["dims"], systems, [s for s in systems if s in OURS],
+                                     {s: None for s in systems if s.startswith("baseline")}, thresholds,
+                                     settings["samples"], settings["eval_every"])
+        resummarise(args.out, again)
+        return 0
     if args.quick:
         args.seeds, args.samples = [0], 20_000
     if args.iters is None:
@@ -207,40 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] D={dim} seed={seed} {system:13s} {result['iters_per_s']:8.1f} it/s  "
                       f"L1={result.get('l1_samples')}", flush=True)
 
-    summary = []
-    ratio_names = [f"{o}/peer" for o in ours]
-    header = (f"{'D':>2} {'system':13s} {'it/s':>12} {'traj/s':>12} {'peak RSS MB':>12} {'L1 samples':>14} "
-              f"{'exact L1':>14} {'s to quality':>13} {'compile s':>10} " + " ".join(f"{name:>19}" for name in ratio_names))
-    lines = [header]
-    fmt = lambda ms, p: f"{ms[0]:.{p}f}±{ms[1]:.{p}f}"  # noqa: E731
-    for dim in args.dims:
-        rates = {o: mean_std([r["iters_per_s"] for r in runs if r["ndim"] == dim and r["system"] == o])[0]
-                 for o in ours}
-        for system in systems:
-            sel = [r for r in runs if r["ndim"] == dim and r["system"] == system]
-            if not sel:
-                continue
-            row = {"ndim": dim, "system": system, "n": len(sel)}
-            for key in ("iters_per_s", "trajectories_per_s", "peak_rss_mb", "l1_samples", "compile_seconds"):
-                row[key] = mean_std([r.get(key) for r in sel])
-            row["l1_exact"] = mean_std([r["curve"][-1]["l1"] if r.get("curve") else None for r in sel])
-            # seconds to quality: the mean over the seeds that got there, and how many did
-            reached = [r["seconds_to_quality"] for r in sel if r.get("seconds_to_quality") is not None]
-            row["seconds_to_quality"], row["reached_quality"] = mean_std(reached), f"{len(reached)}/{len(sel)}"
-            peer = system not in OURS and system not in baselines
-            for o in ours:
-                row[f"{o}_over_peer_iters_per_s"] = rates[o] / row["iters_per_s"][0] if peer else None
-            summary.append(row)
-            ratios = [f"{row[f'{o}_over_peer_iters_per_s']:.2f}x" if peer else "" for o in ours]
-            compile_s = "-" if math.isnan(row["compile_seconds"][0]) else f"{row['compile_seconds'][0]:.1f}"
-            lines.append(f"{dim:>2} {system:13s} {fmt(row['iters_per_s'], 1):>12} "
-                         f"{fmt(row['trajectories_per_s'], 0):>12} {fmt(row['peak_rss_mb'], 0):>12} "
-                         f"{fmt(row['l1_samples'], 3):>14} {fmt(row['l1_exact'], 3):>14} "
-                         f"{fmt(row['seconds_to_quality'], 2) + ' ' + row['reached_quality']:>13} {compile_s:>10} "
-                         + " ".join(f"{r:>19}" for r in ratios))
-    lines.append(f"time to quality: training seconds until the exact L1 first fell below 1.5 x the L1 of "
-                 f"{args.samples} exact samples ({', '.join(f'{d}-D: {thresholds[d]:.4f}' for d in args.dims)}), "
-                 f"checked every {args.eval_every} iterations; mean over the seeds that reached it")
+    summary, lines = summary_and_table(runs, args.dims, systems, ours, baselines, thresholds, args.samples,
+                                       args.eval_every)
     print("\n".join(lines))
 
     try:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine, median, table, time_to
+from common import add_equal_time, machine, median, resummarise, table, time_to
 from hypergrid import BENCH, peer_python, run_peer_script, train_ours
 from gflownets.envs.base import DiscreteEnv
 from gflownets.evaluation import StateGraph
@@ -168,7 +168,8 @@ def summarise(task: TableTask, runs: list[dict], systems: list[str]) -> tuple[li
     system's median it/s over each peer's."""
     peers = [s for s in systems if s in task.peers and any(r["system"] == s for r in runs)]
     keys = ["iters_per_s", "trajectories_per_s", "seconds", "compile_seconds", "peak_rss_mb", "l1", "jsd",
-            f"{task.metric}_raw", "seconds_to_floor", "seconds_to_level"]
+            f"{task.metric}_raw", "seconds_to_floor", "seconds_to_level", f"{task.metric}_at_equal_time",
+            "equal_time_seconds"]
     summary = []
     for system in systems:
         sel = [r for r in runs if r["system"] == system]
@@ -185,12 +186,28 @@ def summarise(task: TableTask, runs: list[dict], systems: list[str]) -> tuple[li
     m = task.metric
     printed = [{"system": row["system"], "n": row["n"], "it/s": row["iters_per_s"], "traj/s": row["trajectories_per_s"],
                 "train s": row["seconds"], "compile s": row["compile_seconds"], "peak MB": row["peak_rss_mb"],
-                "L1": row["l1"], "JSD": row["jsd"], f"{m} raw": row[f"{m}_raw"], "s to floor": row["seconds_to_floor"],
+                "L1": row["l1"], "JSD": row["jsd"], f"{m} raw": row[f"{m}_raw"],
+                f"{m} @ equal s": row[f"{m}_at_equal_time"], "s to floor": row["seconds_to_floor"],
                 "floor hit": f"{row['reached_floor']}/{row['n']}", f"s to {task.level}": row["seconds_to_level"],
                 f"{task.level} hit": f"{row['reached_level']}/{row['n']}",
                 **{f"/{peer}": f"{ratio:.2f}x" for peer, ratio in row["iters_per_s_over"].items()}}
                for row in summary]
     return summary, printed
+
+
+def summary_and_table(task: TableTask, runs: list[dict], systems: list[str], seeds: list[int], iters: int,
+                      eval_every: int, floors: dict) -> tuple[list[dict], list[str]]:
+    add_equal_time(runs, task.metric)
+    summary, printed = summarise(task, runs, systems)
+    lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
+    lines.append(f"medians over seeds {seeds}, {iters} iterations of batch {task.batch_size}; /PEER: it/s "
+                 f"over PEER's; L1 and JSD exact, to the target (ours: moving-average weights; raw: the trained "
+                 f"weights); {task.metric} @ equal s: each system's at the last evaluation within the training "
+                 f"seconds of the seed's fastest run; s to floor: training seconds until {task.metric} < "
+                 f"{NOISE_FACTOR} x its value for {NOISE_SAMPLES} exact draws "
+                 f"({', '.join(f'seed {s}: {float(f):.2e}' for s, f in floors.items())}), evaluated every {eval_every} "
+                 f"iterations; s to {task.level}: until {task.metric} < {task.level}; hit: runs that got there")
+    return summary, lines
 
 
 def main(task: TableTask, description: str, argv: list[str] | None = None) -> int:
@@ -203,7 +220,19 @@ def main(task: TableTask, description: str, argv: list[str] | None = None) -> in
     parser.add_argument("--out", default=str(BENCH / "results" / f"{task.name}_speed.json"))
     parser.add_argument("--write-task", help="only write the peers' task file (for --seed) and stop")
     parser.add_argument("--seed", type=int, default=0, help="seed of --write-task")
+    parser.add_argument("--resummarise", action="store_true", help="only remake --out's summary from its runs")
     args = parser.parse_args(argv)
+    if args.resummarise:
+        def again(data: dict) -> tuple[list[dict], list[str]]:
+            settings = data["settings"]
+            for run in data["runs"]:  # the DAG bench's first results file (session 14) named two keys otherwise
+                run.setdefault("seconds_to_floor", run.get("seconds_to_quality"))
+                run.setdefault("seconds_to_level", run.get(f"seconds_to_{task.metric}_level"))
+                run.setdefault("l1", None)
+            return summary_and_table(task, data["runs"], settings["systems"], settings["seeds"], settings["iters"],
+                                     settings["eval_every"], settings[f"noise_floor_{task.metric}"])
+        resummarise(args.out, again)
+        return 0
     if args.write_task:
         make_task(task, Path(args.write_task), args.seed)
         print(f"wrote {args.write_task}")
@@ -238,14 +267,7 @@ def main(task: TableTask, description: str, argv: list[str] | None = None) -> in
                 print(f"[bench] seed={seed} {system:10s} {result['iters_per_s']:8.1f} it/s  "
                       f"{task.metric}={result[task.metric]:.4f}", flush=True)
 
-    summary, printed = summarise(task, runs, systems)
-    lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
-    lines.append(f"medians over seeds {args.seeds}, {args.iters} iterations of batch {task.batch_size}; /PEER: it/s "
-                 f"over PEER's; L1 and JSD exact, to the target (ours: moving-average weights; raw: the trained "
-                 f"weights); s to floor: training seconds until {task.metric} < {NOISE_FACTOR} x its value for "
-                 f"{NOISE_SAMPLES} exact draws ({', '.join(f'seed {s}: {f:.2e}' for s, f in floors.items())}), "
-                 f"evaluated every {args.eval_every} iterations; s to {task.level}: until {task.metric} < "
-                 f"{task.level}; hit: runs that got there")
+    summary, lines = summary_and_table(task, runs, systems, args.seeds, args.iters, args.eval_every, floors)
     print("\n".join(lines))
 
     out = Path(args.out)

@@ -11,6 +11,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def test_quality_at_equal_wall_time_reads_every_run_at_its_groups_fastest_time():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from common import add_equal_time
+
+    def run(system, seed, points):
+        return {"system": system, "seed": seed, "seconds": points[-1][0],
+                "curve": [{"seconds": s, "l1": v} for s, v in points]}
+    runs = [run("fast", 0, [(1.0, 0.5), (2.0, 0.2)]), run("slow", 0, [(1.5, 0.9), (3.9, 0.6), (8.0, 0.1)]),
+            run("late", 0, [(2.5, 0.3), (5.0, 0.05)]),  # first evaluated after the fast run had finished
+            run("fast", 1, [(1.0, 0.4), (3.0, 0.3)]), run("slow", 1, [(2.0, 0.7), (3.0, 0.2), (6.0, 0.1)])]
+    add_equal_time(runs, "l1")
+    assert [r["equal_time_seconds"] for r in runs] == [2.0, 2.0, 2.0, 3.0, 3.0]
+    assert [r["l1_at_equal_time"] for r in runs] == [0.2, 0.9, None, 0.3, 0.2]
+
+
 def test_bench_hypergrid_quick_ours_only(tmp_path):
     out = tmp_path / "hypergrid.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "hypergrid.py"), "--quick", "--dims", "2",
@@ -123,6 +138,15 @@ def test_bench_bitseq_speed_ours_eager_only(tmp_path):
     assert run["curve"][-1]["spearman"] == pytest.approx(run["spearman"], abs=1e-9)
     (row,) = result["summary"]
     assert row["system"] == "ours-eager" and row["n"] == 1 and row["iters_per_s"] == run["iters_per_s"]
+    # alone, a run's equal time is its own: its quality then is its last evaluation's
+    assert run["equal_time_seconds"] == run["seconds"] and row["spearman_at_equal_time"] == run["spearman"]
+    # and the summary can be made again from the stored runs alone
+    before = result["summary"]
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bitseq_speed.py"), "--resummarise",
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(out.read_text())
+    assert again["summary"] == before and again["runs"] == result["runs"] and "resummarised" in again
     assert any(line.lstrip().startswith("ours-eager") for line in result["table"])
 
 
