@@ -3,6 +3,7 @@ makes the same trajectories as the same code run eagerly, and training with it l
 
 import dataclasses
 import math
+import os
 
 import pytest
 import torch
@@ -180,6 +181,20 @@ class _BranchingGrid(Hypergrid):
         if bool((actions == 0).any()):
             return states + self._unit.index_select(0, actions)
         return states + self._unit.index_select(0, actions)
+
+
+def test_compilations_are_cached_in_the_users_cache_folder(tmp_path, monkeypatch):
+    """Not in torch's default /tmp/torchinductor_$USER (cleared at reboots, creatable by anyone);
+    a folder the user names in $TORCHINDUCTOR_CACHE_DIR is kept."""
+    from gflownets.caches import use_compile_cache
+
+    monkeypatch.setenv("GFLOWNETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_compile_cache() == str(tmp_path / "mine")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    env = Hypergrid(ndim=2, height=2)
+    CompiledSampler(env, MLPPolicy(env, hidden=4))  # (compiles at its first call, not here)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "torch-compile")
 
 
 def test_a_process_can_make_more_samplers_than_dynamos_recompile_limit():

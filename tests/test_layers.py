@@ -4,7 +4,7 @@ and held to a rule:
 
 - `gflownets.envs` may import only gflownets.envs, .errors, .measures, .figures and .textfiles;
 - `gflownets.measures` only gflownets.measures and .errors;
-- `gflownets.figures` and `gflownets.textfiles` only gflownets.errors;
+- `gflownets.figures` and `gflownets.textfiles` only gflownets.errors; `gflownets.caches` nothing;
 - `gflownets.datasets` only gflownets.datasets and .errors.
 """
 
@@ -20,7 +20,8 @@ ALLOWED = {
     "gflownets.envs": ("gflownets.envs", "gflownets.errors", "gflownets.measures", "gflownets.figures",
                        "gflownets.textfiles", "gflownets.chemistry"),
     # molecules: RDKit scoring and metrics, below the environments that build molecules
-    "gflownets.chemistry": ("gflownets.chemistry", "gflownets.errors", "gflownets.user_code"),
+    "gflownets.chemistry": ("gflownets.chemistry", "gflownets.errors", "gflownets.user_code", "gflownets.caches"),
+    "gflownets.caches": (),
     "gflownets.user_code": ("gflownets.errors",),
     "gflownets.measures": ("gflownets.measures", "gflownets.errors"),
     "gflownets.figures": ("gflownets.errors",),
@@ -42,7 +43,7 @@ def layer_files() -> list[Path]:
     files += sorted((SRC / "gflownets" / "datasets").rglob("*.py"))
     files += sorted((SRC / "gflownets" / "chemistry").rglob("*.py"))
     return files + [SRC / "gflownets" / "figures.py", SRC / "gflownets" / "textfiles.py",
-                    SRC / "gflownets" / "user_code.py"]
+                    SRC / "gflownets" / "user_code.py", SRC / "gflownets" / "caches.py"]
 
 
 def imported_modules(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:

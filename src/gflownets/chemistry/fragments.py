@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gflownets.caches import cache_directory
 from gflownets.chemistry.molecules import parse_smiles, rdkit_quiet
 from gflownets.chemistry.rewards import MolecularReward, identity_key
 from gflownets.errors import ConfigError
@@ -70,15 +71,6 @@ FRAGMENTS: tuple[Fragment, ...] = (
 MAX_CHAINS = 2_000_000
 #: bump when the files' layout changes, so old caches are not read
 CACHE_FORMAT = 1
-
-
-def cache_directory() -> Path:
-    """Where cached tables go: $GFLOWNETS_CACHE, else $XDG_CACHE_HOME/gflownets, else
-    ~/.cache/gflownets."""
-    if os.environ.get("GFLOWNETS_CACHE"):
-        return Path(os.environ["GFLOWNETS_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gflownets"
 
 
 def vocabulary(n_fragments: int) -> tuple[Fragment, ...]:

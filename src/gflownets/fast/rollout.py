@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
+from gflownets.caches import use_compile_cache
 from gflownets.envs.base import DiscreteEnv
 from gflownets.errors import ConfigError
 from gflownets.fast import mlp
@@ -169,6 +170,7 @@ class CompiledSampler(Stateless):
         # the environment's own reward is computed in the graph where it traces; a user's reward
         # function is arbitrary Python, so it is called on the final states afterwards
         default_reward = env.reward_compiles and env.reward_fn is None and env.log_reward_fn is None
+        use_compile_cache()  # the user's cache folder, not /tmp: compilations stay cached across reboots
         rollout = functools.partial(rollout_fixed_steps, env, policy, gamma=gamma, temperature=temperature,
                                     default_reward=default_reward, keep=keep, exits=keep and exits)
         # cpp_wrapper: the graph's ~150 kernel and matmul calls are made from C++, not Python.
