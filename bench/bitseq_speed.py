@@ -50,7 +50,7 @@ import torch
 from scipy.stats import spearmanr
 
 from common import add_equal_time, machine, median, resummarise, table, time_to
-from hypergrid import BENCH, peer_python, run_peer_script, train_ours
+from hypergrid import BENCH, peer_python, peer_versions, run_peer_script, train_ours
 from gflownets.envs.bitseq import BitSeq, make_modes
 from gflownets.evaluation import estimate_log_prob
 from gflownets.training import load_run
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                      "eval_every": EVAL_EVERY, "spearman_level": SPEARMAN_LEVEL,
                      "layers": 2, "activation": "leaky_relu(0.01)", "objective": "tb", "lr": 1e-3, "lr_logz": 0.5},
         "machine": {**machine(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "peers": peer_versions(pythons),
         "runs": runs, "summary": summary, "table": lines}, indent=2))
     print(f"wrote {out}")
     return 0

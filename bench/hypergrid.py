@@ -80,6 +80,24 @@ def peer_python(name: str) -> str | None:
         return None
 
 
+#: the packages whose installed versions a results file records for each peer's environment
+PEER_PACKAGES = {"torchgfn": ["torchgfn", "torch", "numpy"], "gfnx": ["gfnx", "jax", "jaxlib", "optax", "numpy"]}
+
+
+def peer_versions(pythons: dict[str, str | None]) -> dict[str, dict[str, str]]:
+    """{virtual environment: {package: version}} of the peers given (name -> python, None: not
+    installed): the peers' venvs are resolved by pip when first made, so a results file says
+    which releases of their dependencies ran."""
+    code = "import importlib.metadata as m, json, sys; print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))"
+    versions = {}
+    for name, python in pythons.items():
+        venv = PEERS[name]["venv"]
+        if python is not None and venv not in versions:
+            proc = subprocess.run([python, "-c", code, *PEER_PACKAGES[venv]], capture_output=True, text=True)
+            versions[venv] = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-300:]}
+    return versions
+
+
 OURS = {"ours": ["--no-compile"], "ours-compiled": ["--compile"]}
 
 
@@ -283,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                      "lr": 1e-3, "lr_logz": 0.1},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch_version},
+        "peers": peer_versions(pythons),
         "runs": runs, "summary": summary, "table": lines}, indent=2))
     print(f"wrote {out}")
     return 0

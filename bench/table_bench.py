@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from common import add_equal_time, machine, median, resummarise, table, time_to
-from hypergrid import BENCH, peer_python, run_peer_script, train_ours
+from hypergrid import BENCH, peer_python, peer_versions, run_peer_script, train_ours
 from gflownets.envs.base import DiscreteEnv
 from gflownets.evaluation import StateGraph
 from gflownets.evaluation.metrics import distribution_metrics
@@ -278,6 +278,7 @@ def main(task: TableTask, description: str, argv: list[str] | None = None) -> in
                      "batch_size": task.batch_size, "eval_every": args.eval_every, "metric": task.metric,
                      f"noise_floor_{task.metric}": floors, "noise_factor": NOISE_FACTOR, "level": task.level},
         "machine": {**machine(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "peers": peer_versions(pythons),
         "runs": runs, "summary": summary, "table": lines}, indent=2))
     print(f"wrote {out}")
     return 0
