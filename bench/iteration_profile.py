@@ -40,9 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, table, write_json  # noqa: E402
-from scaling import TASKS, forward_flops_per_state, matmul_gflops  # noqa: E402
+from scaling import forward_flops_per_state, matmul_gflops, task_config  # noqa: E402
 
-from gflownets.training.config import RunConfig  # noqa: E402
 from gflownets.training.trainer import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,11 +83,7 @@ def timed(pieces: dict[str, float], name: str, function):
 
 def profile(name: str, compile_: bool, iters: int, warmup: int = 100) -> dict:
     task, env_args, batch, _ = PROFILES[name]
-    settings = dict(TASKS[task])
-    settings["env_args"] = {**settings.get("env_args", {}), **env_args}
-    config = RunConfig(**settings, batch_size=batch, hidden=256, layers=2, lr=1e-3, eval_every=0,
-                       checkpoint_every=0, threads=1, compile=compile_)
-    trainer = Trainer(config, progress=False)
+    trainer = Trainer(task_config(task, batch, 1, compile_, env_args), progress=False)
     for _ in range(warmup):
         trainer.train_step()
     pieces = dict.fromkeys(PIECES, 0.0)

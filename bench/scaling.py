@@ -70,12 +70,17 @@ TASKS = {
 }
 
 
-def measure(task: str, batch: int, seconds: float, threads: int, compile_: bool, env_args: dict | None = None) -> dict:
+def task_config(task: str, batch: int, threads: int, compile_: bool | None, env_args: dict | None = None) -> RunConfig:
+    """The RunConfig of `task` as its speed benchmark runs it (MLP 2 x 256, Adam 1e-3), at `batch`,
+    without evaluation or checkpoints."""
     settings = dict(TASKS[task])
     settings["env_args"] = {**settings.get("env_args", {}), **(env_args or {})}
-    config = RunConfig(**settings, batch_size=batch, hidden=256, layers=2, lr=1e-3, eval_every=0,
-                       checkpoint_every=0, threads=threads, compile=compile_)
-    trainer = Trainer(config, progress=False)
+    return RunConfig(**settings, batch_size=batch, hidden=256, layers=2, lr=1e-3, eval_every=0,
+                     checkpoint_every=0, threads=threads, compile=compile_)
+
+
+def measure(task: str, batch: int, seconds: float, threads: int, compile_: bool, env_args: dict | None = None) -> dict:
+    trainer = Trainer(task_config(task, batch, threads, compile_, env_args), progress=False)
     for _ in range(3):
         trainer.train_step()
     iters = rows = 0

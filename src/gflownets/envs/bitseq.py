@@ -102,6 +102,7 @@ class BitSeq(SequenceEnv):
         self._setup(2 ** config.token_bits, length, length, config.prepend)
         self.modes = make_modes(config.length, config.num_modes, config.mode_seed)
         self._shifts = torch.arange(self.token_bits - 1, -1, -1)
+        self._held_out: torch.Tensor | None = None  # the test set, drawn at the first evaluation
 
     # ------------------------------------------------------------------ bits <-> tokens
     def to_bits(self, states: torch.Tensor) -> torch.Tensor:
@@ -152,7 +153,7 @@ class BitSeq(SequenceEnv):
         with the environment's other tensors)."""
         if self.reward_fn is not None or self.log_reward_fn is not None:
             return None
-        if getattr(self, "_held_out", None) is None:
+        if self._held_out is None:
             self._held_out = self.test_set(TEST_SIZE)
         test = self._held_out
         return (test[:TEST_SIZE_PREPEND], 10) if self.prepend else (test, 1)
