@@ -53,6 +53,9 @@ def test_ranks_stay_identical_and_match_the_target_as_one_process_does(tmp_path)
     _train_ranks(tmp_path / "ddp")
     first, second = _rank_parameters(tmp_path / "ddp", 0), _rank_parameters(tmp_path / "ddp", 1)
     assert all(torch.equal(first[name], second[name]) for name in first)
+    for rank in (0, 1):  # the process group left no thread behind (its threads are gloo's)
+        threads = json.loads((tmp_path / "ddp" / f"threads{rank}.json").read_text())
+        assert not [name for name in threads if "gloo" in name], threads
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["ranks"] == 2 and summary["batch_size"] == 32
     single = Trainer(RunConfig(**OPTIONS), progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -25,6 +26,14 @@ def main(out: str, options: str, resume: bool) -> None:
     # as the CLI ends a run: every rank done before any tears down its transport (a rank that
     # leaves while the other still talks to it gets gloo's SIGABRT)
     distributed.stop(wait_for_all=True)
+    # the group is really gone once stopped: gloo threads still running would be torn down
+    # during interpreter exit, where a rank was seen to abort
+    Path(f"{out}/threads{rank}.json").write_text(json.dumps(_thread_names()))
+
+
+def _thread_names() -> list[str]:
+    tasks = Path("/proc/self/task")
+    return [(task / "comm").read_text().strip() for task in tasks.iterdir()] if tasks.is_dir() else []
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def build_source(config: Any, env: DiscreteEnv, policy: Policy, observe: Observe
                  offline_objects: torch.Tensor | None = None, closed_form: bool = True) -> tuple[BatchSource, Any]:
     """(source, closed-form gradient step or None). Offline data, or on-policy rollouts (compiled
     with `config.compile`) refined by local search and mutation chains, then extended by replay.
-    `closed_form=False`: no closed-form step (gradients must come from autograd, as under DDP)."""
+    `closed_form=False`: no closed-form step (gradients must come from autograd, as under torchrun)."""
     if offline_objects is not None:
         return Offline(env, policy, offline_objects, config.batch_size), None
     gradient_step = None

@@ -1,12 +1,13 @@
 """Data-parallel training on PyTorch's own engine: `torchrun --nproc_per_node N -m gflownets
 train ...` starts N processes; each samples its share of the batch from its own random stream,
-and `DistributedDataParallel` averages the gradients, so the network and log Z stay identical
-on every rank. Rank 0 alone logs, evaluates, plots and writes the run folder."""
+and one all-reduce averages the gradients (`average_gradients`), so the network and log Z stay
+identical on every rank. Rank 0 alone logs, evaluates, plots and writes the run folder."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib
 import math
 import os
 from typing import Any
@@ -51,6 +52,10 @@ def start(device: str) -> str:
     elif kind != "cpu":
         raise ConfigError(f"distributed training runs on cpu (gloo) or cuda (nccl), not {device!r}")
     if not dist.is_initialized():
+        # imported later, torch._dynamo (which the optimiser imports) keeps references to the
+        # group: `destroy_process_group` would then leave it and gloo's threads alive, to be torn
+        # down during interpreter exit, where a rank was seen to abort (SIGABRT)
+        importlib.import_module("torch._dynamo")
         # a rank that dies is noticed by torchrun, which stops the others; the timeout only
         # bounds a hang (a rank stuck in a user's reward, say)
         dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30))
@@ -87,32 +92,27 @@ def per_rank_batch(batch_size: int, ranks: Ranks) -> int:
     return batch_size // ranks.world_size
 
 
-class LossModule(nn.Module):
-    """The whole objective as one module's forward, so that DistributedDataParallel sees every
-    use of every parameter (log Z and the state flows included), whichever objective runs."""
+def average_gradients(parameters: list[nn.Parameter], ranks: Ranks) -> None:
+    """Make every parameter's `.grad` the mean over the ranks, as DistributedDataParallel would
+    leave it, with one all-reduce per dtype of one flat buffer (small policies: one message beats
+    DDP's buckets). A parameter that a rank left out (log Z in flow matching, ...) counts as zeros
+    there; one that every rank left out keeps no gradient, so the optimiser leaves it alone.
 
-    def __init__(self, policy: nn.Module, objective: Any):
-        super().__init__()
-        self.policy = policy
-        self.objective = objective
-
-    def forward(self, batch: Any) -> torch.Tensor:
-        return self.objective(self.policy, batch)
-
-
-def data_parallel(policy: nn.Module, objective: Any) -> nn.Module:
-    """The objective wrapped in DDP: calling it on a rank's batch gives that rank's loss, and its
-    backward leaves the gradient averaged over all ranks in every parameter's `.grad`."""
-    device = policy_device(policy)
-    device_ids = [device.index] if device.type == "cuda" else None
-    # some objectives leave parameters out (log Z in flow matching, ...), always the same ones:
-    # a static graph lets DDP learn which in the first step instead of searching every step
-    return nn.parallel.DistributedDataParallel(LossModule(policy, objective), device_ids=device_ids,
-                                               static_graph=True)
-
-
-def policy_device(policy: nn.Module) -> torch.device:
-    return next(policy.parameters()).device
+    Not DDP itself: its reducer holds the process group for as long as it lives, so that the
+    group would outlive `destroy_process_group` (see `start`)."""
+    if not ranks.distributed:
+        return
+    by_dtype: dict[torch.dtype, list[nn.Parameter]] = {}
+    for parameter in parameters:
+        by_dtype.setdefault(parameter.dtype, []).append(parameter)
+    for group in by_dtype.values():
+        used = torch.tensor([p.grad is not None for p in group], dtype=group[0].dtype, device=group[0].device)
+        flat = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in group] + [used])
+        dist.all_reduce(flat)
+        sizes = [p.numel() for p in group]
+        *gradients, used_anywhere = flat.split(sizes + [len(group)])
+        for parameter, gradient, anywhere in zip(group, gradients, used_anywhere.tolist()):
+            parameter.grad = gradient.view_as(parameter).div_(ranks.world_size) if anywhere else None
 
 
 def mean_over_ranks(value: float, ranks: Ranks, device: torch.device) -> float:

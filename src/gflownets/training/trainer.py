@@ -117,13 +117,11 @@ class Trainer:
         if data is not None:
             self.env.use_training_data(data)
         # where batches come from; with --compile, also the closed-form gradient step where it
-        # applies (not under DDP, whose gradients come from autograd); each rank draws its share
+        # applies (one process only: ranks average autograd's gradients); each rank draws its share
         rank_config = dataclasses.replace(config, batch_size=distributed.per_rank_batch(config.batch_size, self.ranks))
         self.source, closed_form = build_source(rank_config, self.env, self.policy, self._observe, data,
                                                 closed_form=not self.ranks.distributed)
         self.gradient_step = closed_form or self.autograd_step
-        self.data_parallel = (distributed.data_parallel(self.policy, self.objective) if self.ranks.distributed
-                              else None)
         self.total_iters = (self.source.iterations(config.epochs) if data is not None and config.epochs
                             else config.iters)
         self.generator = torch.Generator(device=self.device).manual_seed(
@@ -189,7 +187,7 @@ class Trainer:
         return loss
 
     def _loss_and_gradient_norm(self, loss: torch.Tensor) -> tuple[float, float]:
-        """Both read in one device sync; under DDP the gradients are already averaged, and the
+        """Both read in one device sync; under torchrun the gradients are already averaged, and the
         loss is made non-finite on every rank if it is on one, so that all ranks decide alike."""
         gradients = [p.grad for p in self.parameters if p.grad is not None]
         norm = torch.stack(torch._foreach_norm(gradients)).sum() if gradients else loss.new_zeros(())
@@ -237,11 +235,9 @@ class Trainer:
 
     def autograd_step(self, batch: Trajectories) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        if self.data_parallel is not None:  # DDP: backward leaves the gradients averaged over ranks
-            loss = self.data_parallel(batch)
-        else:
-            loss = self.objective(self.policy, batch)
+        loss = self.objective(self.policy, batch)
         loss.backward()
+        distributed.average_gradients(self.parameters, self.ranks)  # under torchrun: the mean over ranks
         return loss
 
     @torch.no_grad()
@@ -364,13 +360,13 @@ class Trainer:
         return record, 0.0
 
     def _merge_modes(self) -> None:
-        """Under DDP, every rank's mode tracker holds the modes found by any rank."""
+        """Under torchrun, every rank's mode tracker holds the modes found by any rank."""
         if self.modes is not None and self.ranks.distributed:
             self.modes.found = distributed.union_over_ranks(self.modes.found, self.ranks)
 
     def finish(self) -> dict[str, Any]:
         """Final metrics as summary.json, a checkpoint and the plots (rank 0 only, which alone
-        returns the summary under DDP)."""
+        returns the summary under torchrun)."""
         self._merge_modes()
         if not self.ranks.is_main:
             if self.files is not None:
@@ -498,7 +494,7 @@ class Trainer:
                 "source": self.source.state_dict()}
 
     def save_checkpoint(self) -> None:
-        """Under DDP a collective: every rank calls it, rank 0 writes every rank's streams."""
+        """Under torchrun a collective: every rank calls it, rank 0 writes every rank's streams."""
         rank_states = distributed.gather_to_main(self._rank_state(), self.ranks) if self.ranks.distributed else None
         if self.ranks.is_main:
             self.files.save_checkpoint({**self.state_dict(), "ranks": rank_states})
