@@ -5,6 +5,7 @@ proposer that beats random search, bad settings, and the command line."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -182,11 +183,17 @@ def test_any_environment(env, kind):
 @pytest.mark.parametrize("field, value", [
     ("proposers", ("gfn", "nope")), ("proposers", ()), ("rounds", 0), ("batch", 0), ("iters", 0), ("top_k", 0),
     ("ensemble", 1), ("kappa", -1.0), ("beta", 0.0), ("beta", math.inf), ("proxy_lr", 0.0), ("seed", -1),
-    ("rounds", 2.5), ("mode_threshold", math.nan),
+    ("rounds", 2.5), ("mode_threshold", math.nan), ("iters", "5"), ("warm_start", "yes"), ("kappa", None),
 ])
 def test_bad_settings_name_the_setting(field, value):
     with pytest.raises(ConfigError, match=field):
         ActiveConfig(**{field: value}).validate()
+
+
+def test_numpy_settings_become_python_values():
+    config = ActiveConfig(rounds=np.int64(2), kappa=np.float32(0.5))
+    config.validate()
+    assert type(config.rounds) is int and type(config.kappa) is float
 
 
 @pytest.mark.parametrize("options, named", [({"iters": 5}, "iters"), ({"lr": -1.0}, "lr"),

@@ -148,6 +148,8 @@ def test_training_rejects_bad_input():
         train_energy(energy, chains, torch.full((10, 4), 2.0), EnergyTraining(iters=1, progress=False))
     with pytest.raises(ConfigError, match="iters"):
         train_energy(energy, chains, torch.zeros(10, 4), EnergyTraining(iters=0, progress=False))
+    with pytest.raises(ConfigError, match="batch_size must be of type int, got 12.5"):
+        train_energy(energy, chains, torch.zeros(10, 4), EnergyTraining(batch_size=12.5, progress=False))
     with pytest.raises(ConfigError, match="back_ratio"):
         GFlowNetNegatives(4, back_ratio=1.5)
     with pytest.raises(ConfigError, match="base_probs"):

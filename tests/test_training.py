@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,10 +127,25 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
     (dict(replay_batch=4), "replay_batch > 0 needs replay_size > 0"),
     (dict(offline="/does/not/exist.csv"), "offline data file not found"),
     (dict(temperature=0.0), "temperature must be > 0"),
+    # values of the wrong type from Python code: named before they fail far away
+    (dict(iters=2.5), "iters must be of type int, got 2.5"),
+    (dict(iters="100"), "iters must be of type int, got '100'"),
+    (dict(batch_size=True), "batch_size must be of type int, got True"),
+    (dict(lr="0.1"), "lr must be of type float, got '0.1'"),
+    (dict(exploration=None), "exploration must be of type float, got None"),
+    (dict(compile="yes"), "compile must be of type bool, got 'yes'"),
+    (dict(reward=len), "reward is recorded in the run's files, so it must be a 'module:function'"),
 ])
 def test_invalid_config_is_rejected(overrides, match):
     with pytest.raises(ConfigError, match=match):
         small_config(**overrides).validate()
+
+
+def test_numpy_and_integer_values_of_numeric_fields_are_accepted():
+    config = small_config(iters=np.int64(5), lr=1, lr_logz=np.float32(0.5), seed=np.uint32(3))
+    config.validate()
+    assert type(config.iters) is int and type(config.lr_logz) is float and config.lr_logz == 0.5
+    json.dumps(config.to_dict())  # what the run folder writes
 
 
 def test_unknown_config_key_is_rejected(tmp_path):

@@ -50,6 +50,7 @@ from gflownets.measures.distances import hamming_matrix
 from gflownets.measures.diversity import mean_pairwise_distance
 from gflownets.policies.uniform import UniformPolicy
 from gflownets.training import RunConfig, Trainer
+from gflownets.training.config import check_field_types, numpy_scalars_to_python
 
 #: the GFlowNet proposer's name; every other proposer is a baseline (`gflownets.baselines.BASELINES`)
 GFN = "gfn"
@@ -104,6 +105,7 @@ class ActiveConfig:
         else:
             self.proposers = tuple(self.proposers)
         self.gfn_options = dict(self.gfn_options or {})
+        numpy_scalars_to_python(self)
 
     @property
     def n_initial(self) -> int:
@@ -123,23 +125,18 @@ class ActiveConfig:
                 raise ConfigError(f"proposers: unknown proposer {name!r}; choose from {', '.join(known)}")
         if len(set(self.proposers)) != len(self.proposers):
             raise ConfigError(f"proposers must not repeat a name, got {', '.join(self.proposers)}")
+        check_field_types(self)  # every field of its annotated type: the checks below compare values
         for name, low in (("rounds", 1), ("batch", 1), ("initial", 0), ("iters", 1), ("gfn_batch_size", 1),
                           ("samples", 0), ("hidden", 1), ("chains", 1), ("top_k", 1), ("ensemble", 2),
-                          ("proxy_hidden", 1), ("proxy_layers", 1), ("proxy_epochs", 1), ("proxy_batch", 1),
-                          ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+                          ("proxy_hidden", 1), ("proxy_layers", 1), ("proxy_epochs", 1), ("proxy_batch", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {getattr(self, name)!r}")
         for name, positive in (("kappa", False), ("beta", True), ("proxy_lr", True)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0 or (positive and value == 0):
+            if not math.isfinite(value) or value < 0 or (positive and value == 0):
                 raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-        if self.mode_threshold is not None and not (isinstance(self.mode_threshold, (int, float))
-                                                    and math.isfinite(self.mode_threshold)):
+        if self.mode_threshold is not None and not math.isfinite(self.mode_threshold):
             raise ConfigError(f"mode_threshold must be a finite number or None, got {self.mode_threshold!r}")
-        if not isinstance(self.warm_start, bool):
-            raise ConfigError(f"warm_start must be true or false, got {self.warm_start!r}")
         check_seed("seed", self.seed)
         for key in self.gfn_options:
             if key in OWNED_BY_LOOP:

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from gflownets.errors import ConfigError
+from gflownets.training.config import check_field_types, numpy_scalars_to_python
 
 
 @dataclasses.dataclass
@@ -34,7 +35,11 @@ class EnergyTraining:
     seed: int = 0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        numpy_scalars_to_python(self)
+
     def validate(self) -> None:
+        check_field_types(self)
         if self.iters < 1 or self.batch_size < 1:
             raise ConfigError(f"iters and batch_size must be >= 1, got {self.iters} and {self.batch_size}")
         if not self.lr > 0 or not self.l2 >= 0:

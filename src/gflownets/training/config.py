@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -77,6 +78,42 @@ def _coerce_fields(cls: type, values: dict[str, Any], where: str) -> dict[str, A
         elif kind is not None:
             out[name] = _coerce(f"{where}{name}", value, kind)
     return out
+
+
+def check_field_types(config: Any, skip: tuple[str, ...] = ()) -> None:
+    """ConfigError naming the first field of a config dataclass whose value is not of its
+    annotated scalar type (bool, int, float, str; None only where the annotation allows it).
+    Files and the CLI convert their text with `_coerce`; this catches what Python code passes,
+    before a wrong type fails far from its cause (`iters=2.5`, `lr="0.1"`, `batch_size=True`)."""
+    for name, (kind, optional) in _field_kinds(type(config)).items():
+        if name in skip:
+            continue
+        value = getattr(config, name)
+        if value is None:
+            if not optional:
+                raise ConfigError(f"{name} must be of type {kind.__name__ if kind else 'value'}, got None")
+            continue
+        if kind is None:
+            continue
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(f"{name} must be of type {kind.__name__}, got {value!r}")
+
+
+def numpy_scalars_to_python(config: Any) -> None:
+    """A config dataclass's NumPy scalars (a sweep over np.arange, say) as Python's, in place:
+    configs are written as JSON and checked by `check_field_types`."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, np.generic):
+            setattr(config, f.name, value.item())
 
 
 def _field(default: Any, help: str) -> Any:
@@ -171,6 +208,9 @@ class RunConfig:
                                     "preference: '0.3,0.7;0.5,0.5'); default: 5 spread over the range or simplex")
 
     # ------------------------------------------------------------------ resolution
+    def __post_init__(self) -> None:
+        numpy_scalars_to_python(self)
+
     @classmethod
     def resolve(cls, env: str, *, file: str | Path | None = None, options: dict[str, Any] | None = None,
                 env_options: dict[str, Any] | None = None, checkpoint: dict[str, Any] | None = None) -> RunConfig:
@@ -294,6 +334,7 @@ class RunConfig:
                               f"atoms has); {self.env} has none: use policy mlp")
 
     def _validate_training(self) -> None:
+        check_field_types(self, skip=("reward", "log_reward"))  # a function there: its own message below
         for key, allowed in {**CHOICES, "objective": sorted(OBJECTIVES)}.items():  # objectives: as registered now
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
