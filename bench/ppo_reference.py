@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.logger import Logger
 
     torch.set_num_threads(1)
     env = Hypergrid(ndim=2, height=args.height)
@@ -45,6 +46,7 @@ def main() -> None:
         started = time.perf_counter()
         model = MaskablePPO("MlpPolicy", wrapped, n_steps=512, batch_size=64, n_epochs=4, ent_coef=0.01, gamma=1.0,
                             gae_lambda=0.95, learning_rate=3e-4, seed=seed, policy_kwargs={"net_arch": [64, 64]})
+        model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default writes a /tmp/SB3-* folder
         model.learn(total_timesteps=args.timesteps)
         reference_seconds = time.perf_counter() - started
         reference = float(graph.terminal_distribution(stable_baselines_policy(model, env)) @ rewards)

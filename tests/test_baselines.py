@@ -218,6 +218,7 @@ def test_batched_ppo_learns_as_fast_as_maskable_ppo_at_equal_reward_calls():
     longer version and times both."""
     pytest.importorskip("sb3_contrib", reason="sb3-contrib is not installed (make test installs it when it can)")
     from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.logger import Logger
 
     from gflownets.baselines.gym import gym_env, stable_baselines_policy
 
@@ -234,6 +235,7 @@ def test_batched_ppo_learns_as_fast_as_maskable_ppo_at_equal_reward_calls():
                         seed=0, policy_kwargs={"net_arch": [64, 64]})
     untrained = float(graph.terminal_distribution(stable_baselines_policy(model, env)) @ rewards)
     calls_before = wrapped.reward_calls
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default writes a /tmp/SB3-* folder
     model.learn(total_timesteps=15_000)
     reference = float(graph.terminal_distribution(stable_baselines_policy(model, env)) @ rewards)
     ours = PPOSampler(env, hidden=64)
