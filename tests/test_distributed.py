@@ -71,6 +71,18 @@ def test_ranks_stay_identical_and_match_the_target_as_one_process_does(tmp_path)
         Trainer(RunConfig(**{**OPTIONS, "iters": 500}), tmp_path / "ddp", progress=False, resume=True).run()
 
 
+def test_compiled_ranks_take_the_closed_form_step_and_stay_identical(tmp_path):
+    """--compile under torchrun: each rank's closed-form TB gradient, averaged over the ranks,
+    trains the same network on both, as close to the target as the eager ranks get."""
+    _train_ranks(tmp_path / "compiled", compile=True)
+    for rank in (0, 1):
+        step = json.loads((tmp_path / "compiled" / f"step{rank}.json").read_text())
+        assert step == {"closed_form": True, "compiled": True}
+    first, second = _rank_parameters(tmp_path / "compiled", 0), _rank_parameters(tmp_path / "compiled", 1)
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert json.loads((tmp_path / "compiled" / "summary.json").read_text())["l1"] < 0.05
+
+
 def test_a_distributed_run_resumes_exactly(tmp_path):
     _train_ranks(tmp_path / "whole", iters=120, replay_size=64)
     _train_ranks(tmp_path / "halves", iters=60, replay_size=64)

@@ -20,6 +20,8 @@ def main(out: str, options: str, resume: bool) -> None:
         trainer = Trainer(config, out, progress=False, resume=resume)
         trainer.run()
         torch.save(trainer.policy.state_dict(), f"{out}/rank{rank}.pt")
+        Path(f"{out}/step{rank}.json").write_text(json.dumps(
+            {"closed_form": trainer.gradient_step != trainer.autograd_step, "compiled": trainer.config.compile}))
     except BaseException:
         distributed.stop()  # no barrier: the other rank may never arrive
         raise

@@ -16,17 +16,16 @@ from gflownets.sources.replay import Replay, ReplayBuffer
 
 
 def build_source(config: Any, env: DiscreteEnv, policy: Policy, observe: Observer | None = None,
-                 offline_objects: torch.Tensor | None = None, closed_form: bool = True) -> tuple[BatchSource, Any]:
+                 offline_objects: torch.Tensor | None = None) -> tuple[BatchSource, Any]:
     """(source, closed-form gradient step or None). Offline data, or on-policy rollouts (compiled
-    with `config.compile`) refined by local search and mutation chains, then extended by replay.
-    `closed_form=False`: no closed-form step (gradients must come from autograd, as under torchrun)."""
+    with `config.compile`) refined by local search and mutation chains, then extended by replay."""
     if offline_objects is not None:
         return Offline(env, policy, offline_objects, config.batch_size), None
     gradient_step = None
     if config.compile:
         from gflownets.fast import compiled_pieces  # torch.compile's machinery, only when asked for
 
-        on_policy_only = closed_form and not (config.local_search or config.mutations or config.replay_size)
+        on_policy_only = not (config.local_search or config.mutations or config.replay_size)
         source, gradient_step = compiled_pieces(env, policy, config.batch_size, config.exploration,
                                                 config.temperature, config.objective, on_policy_only, observe,
                                                 target_network=config.target_decay > 0)

@@ -117,10 +117,9 @@ class Trainer:
         if data is not None:
             self.env.use_training_data(data)
         # where batches come from; with --compile, also the closed-form gradient step where it
-        # applies (one process only: ranks average autograd's gradients); each rank draws its share
+        # applies; each rank draws its share, and train_step averages the gradients over ranks
         rank_config = dataclasses.replace(config, batch_size=distributed.per_rank_batch(config.batch_size, self.ranks))
-        self.source, closed_form = build_source(rank_config, self.env, self.policy, self._observe, data,
-                                                closed_form=not self.ranks.distributed)
+        self.source, closed_form = build_source(rank_config, self.env, self.policy, self._observe, data)
         self.gradient_step = closed_form or self.autograd_step
         self.total_iters = (self.source.iterations(config.epochs) if data is not None and config.epochs
                             else config.iters)
@@ -176,6 +175,7 @@ class Trainer:
         except RewardError as err:  # a reward NaN, infinite or negative on the batch's objects
             raise RewardError(f"at step {self.step + 1}: {err}") from err
         loss = self.gradient_step(batch).detach()
+        distributed.average_gradients(self.parameters, self.ranks)  # under torchrun: the mean over ranks
         loss, gradient_norm = self._loss_and_gradient_norm(loss)
         if not (math.isfinite(loss) and math.isfinite(gradient_norm)):
             self._nonfinite_step(batch, f"the loss became {loss}" if not math.isfinite(loss)
@@ -237,7 +237,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.objective(self.policy, batch)
         loss.backward()
-        distributed.average_gradients(self.parameters, self.ranks)  # under torchrun: the mean over ranks
         return loss
 
     @torch.no_grad()
