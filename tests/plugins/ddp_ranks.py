@@ -15,7 +15,10 @@ from gflownets.training import RunConfig, Trainer, distributed
 def main(out: str, options: str, resume: bool) -> None:
     distributed.start("cpu")
     rank = distributed.current_ranks().rank
-    config = RunConfig(**json.loads(options))
+    options = json.loads(options)
+    if options.pop("draw_on_rank1", False) and rank == 1:
+        _draw_while_building_the_environment()
+    config = RunConfig(**options)
     try:
         trainer = Trainer(config, out, progress=False, resume=resume)
         trainer.run()
@@ -31,6 +34,17 @@ def main(out: str, options: str, resume: bool) -> None:
     # the group is really gone once stopped: gloo threads still running would be torn down
     # during interpreter exit, where a rank was seen to abort
     Path(f"{out}/threads{rank}.json").write_text(json.dumps(_thread_names()))
+
+
+def _draw_while_building_the_environment() -> None:
+    """As a user's environment that draws random numbers on one rank only: the global torch
+    stream moves on between the trainer's seeding and the policy's initialisation."""
+    build_env = RunConfig.build_env
+
+    def drawing(self, *args, **kwargs):
+        torch.rand(7)
+        return build_env(self, *args, **kwargs)
+    RunConfig.build_env = drawing
 
 
 def _thread_names() -> list[str]:

@@ -92,6 +92,17 @@ def per_rank_batch(batch_size: int, ranks: Ranks) -> int:
     return batch_size // ranks.world_size
 
 
+def broadcast_from_main(module: nn.Module, ranks: Ranks) -> None:
+    """Rank 0's parameters and buffers on every rank, as DistributedDataParallel sets them at its
+    start: the ranks initialise alike from the run's seed, unless some code (a user's environment,
+    say) drew random numbers on one rank only."""
+    if not ranks.distributed:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor, src=0)
+
+
 def average_gradients(parameters: list[nn.Parameter], ranks: Ranks) -> None:
     """Make every parameter's `.grad` the mean over the ranks, as DistributedDataParallel would
     leave it, with one all-reduce per dtype of one flat buffer (small policies: one message beats

@@ -94,6 +94,7 @@ class Trainer:
             use, self.path_note = choose_path(config, self.env)
             config = self.config = dataclasses.replace(config, compile=use)
         self.policy = build_policy(config, self.env).to(self.device)
+        distributed.broadcast_from_main(self.policy, self.ranks)  # under torchrun: one start for all ranks
         # Polyak averaging: training samples on-policy from the raw weights; evaluation, sampling
         # and plots use the average, which removes most of the step-to-step noise of small batches
         self.ema_policy = self._copy(self.policy) if config.ema_decay > 0 else None
