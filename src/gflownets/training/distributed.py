@@ -105,9 +105,9 @@ def broadcast_from_main(module: nn.Module, ranks: Ranks) -> None:
 
 def average_gradients(parameters: list[nn.Parameter], ranks: Ranks) -> None:
     """Make every parameter's `.grad` the mean over the ranks, as DistributedDataParallel would
-    leave it, with one all-reduce per dtype of one flat buffer (small policies: one message beats
-    DDP's buckets). A parameter that a rank left out (log Z in flow matching, ...) counts as zeros
-    there; one that every rank left out keeps no gradient, so the optimiser leaves it alone.
+    leave it, with one all-reduce per dtype of one flat buffer. A parameter that a rank left out
+    (log Z in flow matching, ...) counts as zeros there; one that every rank left out keeps no
+    gradient, so the optimiser leaves it alone.
 
     Not DDP itself: its reducer holds the process group for as long as it lives, so that the
     group would outlive `destroy_process_group` (see `start`)."""
