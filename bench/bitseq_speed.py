@@ -185,7 +185,7 @@ def summarise(runs: list[dict], systems: list[str]) -> tuple[list[dict], list[di
 def summary_and_table(runs: list[dict], systems: list[str], seeds: list[int], iters: int) -> tuple[list[dict], list[str]]:
     add_equal_time(runs, "spearman")
     summary, printed = summarise(runs, systems)
-    lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
+    lines = table(printed).splitlines() if printed else []
     lines.append(f"medians over seeds {seeds}, {iters} iterations of batch {BATCH_SIZE}; /PEER: it/s over "
                  f"PEER's; spearman and std(logp-logR) on {TEST_SIZE} test sequences (ours: moving-average weights); "
                  f"spearman @ equal s: each system's at the last evaluation within the training seconds of the "

@@ -62,7 +62,9 @@ def save_result(result: dict, args, default_name: str) -> Path:
     return path
 
 
-def table(rows: list[dict], keys: list[str]) -> str:
+def table(rows: list[dict], keys: list[str] | None = None) -> str:
+    """Right-aligned columns of `keys` (default: every key of the rows, in order of first use)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row)) if keys is None else keys
     widths = [max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys]
     lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
     lines += ["  ".join(_fmt(r.get(k)).rjust(w) for k, w in zip(keys, widths)) for r in rows]

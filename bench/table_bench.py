@@ -199,7 +199,7 @@ def summary_and_table(task: TableTask, runs: list[dict], systems: list[str], see
                       eval_every: int, floors: dict) -> tuple[list[dict], list[str]]:
     add_equal_time(runs, task.metric)
     summary, printed = summarise(task, runs, systems)
-    lines = table(printed, list(dict.fromkeys(k for row in printed for k in row))).splitlines() if printed else []
+    lines = table(printed).splitlines() if printed else []
     lines.append(f"medians over seeds {seeds}, {iters} iterations of batch {task.batch_size}; /PEER: it/s "
                  f"over PEER's; L1 and JSD exact, to the target (ours: moving-average weights; raw: the trained "
                  f"weights); {task.metric} @ equal s: each system's at the last evaluation within the training "

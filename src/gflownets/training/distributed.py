@@ -120,10 +120,10 @@ def average_gradients(parameters: list[nn.Parameter], ranks: Ranks) -> None:
         used = torch.tensor([p.grad is not None for p in group], dtype=group[0].dtype, device=group[0].device)
         flat = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in group] + [used])
         dist.all_reduce(flat)
-        sizes = [p.numel() for p in group]
-        *gradients, used_anywhere = flat.split(sizes + [len(group)])
+        flat /= ranks.world_size  # the flags stay > 0 where any rank used the parameter
+        *gradients, used_anywhere = flat.split([p.numel() for p in group] + [len(group)])
         for parameter, gradient, anywhere in zip(group, gradients, used_anywhere.tolist()):
-            parameter.grad = gradient.view_as(parameter).div_(ranks.world_size) if anywhere else None
+            parameter.grad = gradient.view_as(parameter) if anywhere else None
 
 
 def mean_over_ranks(value: float, ranks: Ranks, device: torch.device) -> float:
